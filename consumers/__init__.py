@@ -1,0 +1,1 @@
+"""The consuming side of newsdedup: the pure stages, the matcher, storage, and the Kafka roles."""

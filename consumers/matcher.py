@@ -1,0 +1,303 @@
+"""The matcher: the stateful core that turns prepared articles into stories.
+
+It holds, for one shard, the LSH index and the state of every story still inside the
+retention window, decides for each article whether it founds a story, joins one (exact or
+near copy) or merges several, re-elects the canonical, and records what changed. It does no
+I/O: the runner reads ``take_changes()`` after each batch and writes them in one transaction.
+
+Results do not depend on arrival order (up to LSH's approximation): verification is
+symmetric, an article that verifies against members of several stories merges them, and the
+canonical is the best member under a total order (see ``stages.elect``).
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+
+from consumers.prepare import Lineage, PreparedArticle
+from consumers.stages.elect import FOUNDED, Contender, challenge, rank
+from consumers.stages.fingerprint import FingerprintConfig
+from consumers.stages.match import (
+    CANONICAL,
+    EXACT,
+    NEAR,
+    CandidateIndex,
+    MatchConfig,
+    Similarity,
+    estimate_similarity,
+    verify,
+)
+
+DUPLICATE = "duplicate"  # the same URL with the same content again: nothing to store
+
+# Story event kinds (the append-only provenance log).
+EVENT_FOUNDED = "founded"
+EVENT_JOINED = "joined"
+EVENT_CANONICAL_CHANGED = "canonical_changed"
+EVENT_MERGED = "merged"
+
+
+@dataclass(slots=True)
+class IndexedArticle:
+    key: str
+    story_id: str
+    contender: Contender
+    signature: np.ndarray
+    num_shingles: int
+    content_hash: str
+    method: str
+    similarity: Similarity  # to the story's canonical
+
+
+@dataclass(slots=True)
+class Story:
+    id: str
+    canonical_key: str
+    members: list[str]
+    outlets: Counter[str]
+    first_seen: datetime
+    last_seen: datetime
+    merged_into: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StoryEvent:
+    story_id: str
+    kind: str
+    article_key: str | None
+    reason: str
+    similarity: float | None = None
+
+
+@dataclass(slots=True)
+class Changes:
+    """What one batch changed, for the writer; read and reset by ``Matcher.take_changes``."""
+
+    new_articles: list[tuple[PreparedArticle, Lineage]] = field(default_factory=list)
+    new_stories: set[str] = field(default_factory=set)
+    dirty_stories: set[str] = field(default_factory=set)
+    dirty_articles: set[str] = field(default_factory=set)
+    events: list[StoryEvent] = field(default_factory=list)
+    merged: dict[str, Story] = field(default_factory=dict)  # absorbed stories, gone from the matcher
+
+    def __bool__(self) -> bool:
+        return bool(self.new_articles or self.dirty_stories or self.events)
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    outcome: str  # CANONICAL (founded), EXACT, NEAR, or DUPLICATE
+    story_id: str | None
+    candidates: int  # LSH candidates looked at
+    similarity: float | None  # of the best verified candidate
+
+
+class Matcher:
+    def __init__(
+        self,
+        fingerprint: FingerprintConfig,
+        match: MatchConfig,
+        preferred_sources: Sequence[str] = (),
+        retention: timedelta = timedelta(days=30),
+    ) -> None:
+        match.check(fingerprint)
+        self.fingerprint = fingerprint
+        self.config = match
+        self.preferred_sources = tuple(source.lower() for source in preferred_sources)
+        self.retention = retention
+        self.index = CandidateIndex(fingerprint, match)
+        self.articles: dict[str, IndexedArticle] = {}
+        self.stories: dict[str, Story] = {}
+        self._by_content: dict[str, str] = {}
+        self._expiry: list[tuple[datetime, str]] = []  # (last_seen, story id), lazily updated heap
+        self._stream_time = datetime.min.replace(tzinfo=UTC)
+        self._changes = Changes()
+
+    # -- rebuild -----------------------------------------------------------------------------
+
+    def load(self, stories: Iterable[Story], articles: Iterable[IndexedArticle]) -> None:
+        """Rebuild from stored state (stories first, then their articles)."""
+        for story in stories:
+            self.stories[story.id] = story
+            story.members = []
+            self._touch(story)
+        for article in articles:
+            story = self.stories.get(article.story_id)
+            if story is None:
+                continue  # its story is outside the window or merged away; nothing can join it
+            story.members.append(article.key)
+            self._remember(article)
+        self._stream_time = max((s.last_seen for s in self.stories.values()), default=self._stream_time)
+
+    # -- the decision ------------------------------------------------------------------------
+
+    def process(self, article: PreparedArticle, lineage: Lineage) -> Decision:
+        if article.fingerprint_identity != self.fingerprint.identity:
+            raise ValueError(
+                f"signature made with {article.fingerprint_identity!r}, this matcher compares "
+                f"{self.fingerprint.identity!r}: run prepare and match with the same fingerprint settings")
+        if article.key in self.articles:
+            return Decision(DUPLICATE, self.articles[article.key].story_id, 0, None)
+        self._stream_time = max(self._stream_time, min(article.published_at, _now() + timedelta(days=1)))
+
+        method, matches, num_candidates = self._find_matches(article)
+        new = IndexedArticle(
+            key=article.key, story_id="", method=method, signature=article.signature,
+            num_shingles=article.num_shingles, content_hash=article.content_hash,
+            contender=Contender(article.key, article.published_at, article.source, len(article.text)),
+            similarity=Similarity(1.0, 1.0),
+        )
+        best = max(matches, key=lambda m: m[1].score) if matches else None
+        if best is None:
+            story = self._found(new)
+        else:
+            story = self._join(new, {self.articles[key].story_id for key, _ in matches}, best)
+        self._changes.new_articles.append((article, lineage))
+        self._remember(new)
+        return Decision(method, story.id, num_candidates, best[1].score if best else None)
+
+    def _find_matches(self, article: PreparedArticle) -> tuple[str, list[tuple[str, Similarity]], int]:
+        same_content = self._by_content.get(article.content_hash)
+        if same_content is not None:
+            return EXACT, [(same_content, Similarity(1.0, 1.0))], 0
+        candidates = self.index.find_candidates(article.signature)
+        matches = []
+        for key in candidates:
+            other = self.articles[key]
+            similarity = estimate_similarity(article.signature, article.num_shingles, other.signature, other.num_shingles)
+            if verify(similarity, article.num_shingles, other.num_shingles, self.config):
+                matches.append((key, similarity))
+        return (NEAR if matches else CANONICAL), matches, len(candidates)
+
+    def _found(self, article: IndexedArticle) -> Story:
+        published = article.contender.published_at
+        story = Story(f"s-{article.key}", article.key, [], Counter(), published, published)
+        self.stories[story.id] = story
+        self._changes.new_stories.add(story.id)
+        self._add_member(story, article)
+        self._event(story.id, EVENT_FOUNDED, article.key, FOUNDED)
+        return story
+
+    def _join(self, article: IndexedArticle, story_ids: set[str], best: tuple[str, Similarity]) -> Story:
+        # The surviving story is the one whose canonical ranks best, so a merge keeps the original.
+        stories = sorted((self.stories[sid] for sid in story_ids), key=lambda s: self._rank(s.canonical_key))
+        story = stories[0]
+        for absorbed in stories[1:]:
+            self._merge(absorbed, into=story)
+        self._add_member(story, article)
+        self._event(story.id, EVENT_JOINED, article.key, f"{article.method} match with {best[0]}", best[1].score)
+        incumbent = self.articles[story.canonical_key].contender
+        reason = challenge(article.contender, incumbent, self.preferred_sources)
+        if reason is not None:
+            story.canonical_key = article.key
+            self._event(story.id, EVENT_CANONICAL_CHANGED, article.key, reason)
+            self._rescore(story)
+        else:
+            article.similarity = self._similarity_to_canonical(article, story)
+        return story
+
+    def _merge(self, absorbed: Story, into: Story) -> None:
+        for key in absorbed.members:
+            member = self.articles[key]
+            member.story_id = into.id
+            into.members.append(key)
+            self._changes.dirty_articles.add(key)
+        into.outlets.update(absorbed.outlets)
+        into.first_seen = min(into.first_seen, absorbed.first_seen)
+        into.last_seen = max(into.last_seen, absorbed.last_seen)
+        reason = challenge(self.articles[absorbed.canonical_key].contender,
+                           self.articles[into.canonical_key].contender, self.preferred_sources)
+        if reason is not None:
+            into.canonical_key = absorbed.canonical_key
+            self._event(into.id, EVENT_CANONICAL_CHANGED, absorbed.canonical_key, reason)
+        absorbed.members, absorbed.outlets, absorbed.merged_into = [], Counter(), into.id
+        self._event(absorbed.id, EVENT_MERGED, None, f"merged into {into.id}")
+        self._event(into.id, EVENT_MERGED, None, f"absorbed {absorbed.id}")
+        self._changes.dirty_stories.update((absorbed.id, into.id))
+        self._changes.merged[absorbed.id] = self.stories.pop(absorbed.id)
+        self._rescore(into)
+
+    def _add_member(self, story: Story, article: IndexedArticle) -> None:
+        article.story_id = story.id
+        story.members.append(article.key)
+        story.outlets[article.contender.source.lower()] += 1
+        story.first_seen = min(story.first_seen, article.contender.published_at)
+        story.last_seen = max(story.last_seen, article.contender.published_at)
+        self._changes.dirty_stories.add(story.id)
+        self._touch(story)
+
+    def _rescore(self, story: Story) -> None:
+        """The canonical changed: every member's similarity is now to the new canonical."""
+        for key in story.members:
+            member = self.articles.get(key)
+            if member is not None:
+                member.similarity = self._similarity_to_canonical(member, story)
+                self._changes.dirty_articles.add(key)
+
+    def _similarity_to_canonical(self, article: IndexedArticle, story: Story) -> Similarity:
+        if article.key == story.canonical_key:
+            return Similarity(1.0, 1.0)
+        canonical = self.articles.get(story.canonical_key) or article
+        return estimate_similarity(article.signature, article.num_shingles, canonical.signature, canonical.num_shingles)
+
+    def _rank(self, key: str) -> tuple:
+        return rank(self.articles[key].contender, self.preferred_sources)
+
+    # -- bookkeeping -------------------------------------------------------------------------
+
+    def _remember(self, article: IndexedArticle) -> None:
+        self.articles[article.key] = article
+        self._by_content.setdefault(article.content_hash, article.key)
+        self.index.insert(article.key, article.signature)
+
+    def _event(self, story_id: str, kind: str, article_key: str | None, reason: str,
+               similarity: float | None = None) -> None:
+        self._changes.events.append(StoryEvent(story_id, kind, article_key, reason, similarity))
+
+    def _touch(self, story: Story) -> None:
+        heapq.heappush(self._expiry, (story.last_seen, story.id))
+
+    def story(self, story_id: str, changes: Changes) -> Story:
+        """A story's current state, including one merged away during the batch of ``changes``."""
+        return self.stories.get(story_id) or changes.merged[story_id]
+
+    def take_changes(self) -> Changes:
+        """Hand this batch's changes to the writer and start a new batch."""
+        changes, self._changes = self._changes, Changes()
+        return changes
+
+    def evict_expired(self) -> int:
+        """Forget stories last seen before the retention window; returns articles forgotten.
+
+        Stream time is the newest published_at seen (capped at now + 1 day, so one article from
+        the far future cannot empty the index). Call between batches, after the writer ran.
+        """
+        cutoff = self._stream_time - self.retention
+        forgotten = 0
+        while self._expiry and self._expiry[0][0] < cutoff:
+            last_seen, story_id = heapq.heappop(self._expiry)
+            story = self.stories.get(story_id)
+            if story is None or story.last_seen != last_seen:
+                continue  # merged away, or seen again since: a newer heap entry stands for it
+            for key in story.members:
+                article = self.articles.pop(key)
+                self.index.remove(key)
+                if self._by_content.get(article.content_hash) == key:
+                    del self._by_content[article.content_hash]
+                forgotten += 1
+            del self.stories[story_id]
+        return forgotten
+
+    @property
+    def retention_cutoff(self) -> datetime:
+        return self._stream_time - self.retention
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)

@@ -1,0 +1,161 @@
+"""Settings: declared once, here, with type, default and description.
+
+Every field is read from an environment variable ``NEWSDEDUP_<NAME>`` and can be overridden by
+the command-line flag ``--<name-with-dashes>``. The README's settings table is generated from
+this declaration (``newsdedup settings --markdown``) and a test keeps the two equal.
+Unknown ``NEWSDEDUP_*`` variables are refused, so a misspelt setting fails loudly; the prefix
+``NEWSDEDUP_TEST_`` is reserved for the test suite and ignored here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from datetime import timedelta
+from typing import Any
+
+from consumers.stages.fingerprint import FingerprintConfig
+from consumers.stages.match import MatchConfig
+
+ENV_PREFIX = "NEWSDEDUP_"
+RESERVED_PREFIXES = ("NEWSDEDUP_TEST_",)
+SECRET = "secret"
+
+
+def setting(default: Any, help: str, *, secret: bool = False) -> Any:  # noqa: A002 - mirrors argparse
+    return field(default=default, metadata={"help": help, SECRET: secret})
+
+
+@dataclass(frozen=True)
+class Settings:
+    # -- storage --
+    database_url: str = setting(
+        "sqlite:///newsdedup.db",
+        "SQLAlchemy URL of the store. PostgreSQL: postgresql+psycopg://USER:PASSWORD@HOST:PORT/DB; "
+        "TLS through libpq query parameters such as ?sslmode=verify-full&sslrootcert=/path/ca.pem.",
+        secret=True)
+    # -- Kafka --
+    kafka_bootstrap_servers: str = setting("localhost:9092", "Comma-separated Kafka brokers (host:port).")
+    kafka_security_protocol: str = setting("PLAINTEXT", "PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL.")
+    kafka_sasl_mechanism: str = setting("", "PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 when SASL is used.")
+    kafka_sasl_username: str = setting("", "SASL user name.")
+    kafka_sasl_password: str = setting("", "SASL password (never logged).", secret=True)
+    kafka_ssl_cafile: str = setting("", "CA bundle to verify the brokers' certificates (PEM).")
+    kafka_ssl_certfile: str = setting("", "Client certificate for mutual TLS (PEM).")
+    kafka_ssl_keyfile: str = setting("", "Client private key for mutual TLS (PEM).")
+    kafka_compression_type: str = setting("gzip", "Producer compression: none or gzip.")
+    topic_raw: str = setting("articles.raw", "Topic scrapers write articles to (key: normalised URL).")
+    topic_fingerprinted: str = setting("articles.fingerprinted", "Topic from prepare to match (key: language).")
+    topic_dead_letters: str = setting("articles.dlq", "Topic for rejected messages: original bytes, reason in headers.")
+    topic_story_events: str = setting("stories.events", "Topic the matcher publishes story events to.")
+    raw_partitions: int = setting(6, "Partitions of the raw topic when newsdedup creates it (prepare scales to this).")
+    fingerprinted_partitions: int = setting(1, "Partitions of the fingerprinted topic: one active matcher each.")
+    prepare_group: str = setting("newsdedup-prepare", "Consumer group of the prepare role.")
+    match_group: str = setting("newsdedup-match", "Consumer group of the match role.")
+    batch_max_messages: int = setting(500, "Most messages handled (and committed) as one batch.")
+    poll_timeout_ms: int = setting(500, "How long a poll waits for messages before handling a partial batch.")
+    session_timeout_ms: int = setting(10_000, "Consumer group session timeout.")
+    # -- the contract --
+    max_message_bytes: int = setting(2_000_000, "Largest accepted article message; larger ones go to the DLQ.")
+    # -- fingerprint --
+    num_perm: int = setting(128, "MinHash permutations per signature.")
+    seed: int = setting(1, "MinHash seed; signatures with other seeds never compare.")
+    word_shingle_size: int = setting(3, "Words per shingle for scripts with spaces.")
+    char_shingle_size: int = setting(4, "Characters per shingle for scripts without spaces (CJK, Thai).")
+    # -- match --
+    lsh_threshold: float = setting(0.3, "Jaccard threshold datasketch's optimiser tunes the LSH bands for.")
+    num_bands: int = setting(0, "LSH bands (b); 0 lets datasketch choose (b, r) from lsh_threshold.")
+    rows_per_band: int = setting(0, "LSH rows per band (r); set together with num_bands.")
+    jaccard_threshold: float = setting(0.5, "Verified when the estimated Jaccard similarity reaches this.")
+    containment_threshold: float = setting(0.8, "...or when the smaller text's estimated containment reaches this.")
+    min_shingles: int = setting(20, "Containment counts only when both texts have this many shingles.")
+    preferred_sources: str = setting(
+        "apnews.com,reuters.com,afp.com,pa.media",
+        "Comma-separated sources preferred as canonical when published at the same time.")
+    retention_days: float = setting(30.0, "Stories not seen for this long leave the in-memory index.")
+    # -- operations --
+    log_level: str = setting("INFO", "DEBUG, INFO, WARNING or ERROR.")
+
+    def __post_init__(self) -> None:
+        self.match_config().check(self.fingerprint_config())
+        if self.kafka_security_protocol not in {"PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"}:
+            raise ValueError(f"kafka_security_protocol={self.kafka_security_protocol!r} is not one of "
+                             f"PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL")
+        if self.batch_max_messages < 1:
+            raise ValueError(f"batch_max_messages={self.batch_max_messages} must be at least 1")
+
+    def fingerprint_config(self) -> FingerprintConfig:
+        return FingerprintConfig(self.num_perm, self.seed, self.word_shingle_size, self.char_shingle_size)
+
+    def match_config(self) -> MatchConfig:
+        return MatchConfig(
+            lsh_threshold=self.lsh_threshold,
+            num_bands=self.num_bands or None,
+            rows_per_band=self.rows_per_band or None,
+            jaccard_threshold=self.jaccard_threshold,
+            containment_threshold=self.containment_threshold,
+            min_shingles=self.min_shingles,
+        )
+
+    @property
+    def preferred_source_list(self) -> tuple[str, ...]:
+        return tuple(s.strip().lower() for s in self.preferred_sources.split(",") if s.strip())
+
+    @property
+    def retention(self) -> timedelta:
+        return timedelta(days=self.retention_days)
+
+    def __repr__(self) -> str:
+        shown = {f.name: ("***" if f.metadata[SECRET] and getattr(self, f.name) else getattr(self, f.name))
+                 for f in fields(self)}
+        return f"Settings({shown})"
+
+
+def env_name(name: str) -> str:
+    return ENV_PREFIX + name.upper()
+
+
+def flag_name(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def load_settings(environ: Mapping[str, str] | None = None, overrides: Mapping[str, Any] | None = None) -> Settings:
+    """Defaults, then NEWSDEDUP_* variables, then overrides (the CLI flags that were given)."""
+    environ = os.environ if environ is None else environ
+    known = {f.name: f for f in fields(Settings)}
+    unknown = sorted(
+        key for key in environ
+        if key.startswith(ENV_PREFIX) and not key.startswith(RESERVED_PREFIXES)
+        and key[len(ENV_PREFIX):].lower() not in known
+    )
+    if unknown:
+        raise ValueError(f"unrecognised settings {', '.join(unknown)}: see 'newsdedup settings' for the list")
+    values: dict[str, Any] = {}
+    for name, spec in known.items():
+        raw = environ.get(env_name(name))
+        if raw is not None:
+            values[name] = _convert(name, type(spec.default), raw)
+    values.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    return Settings(**values)
+
+
+def _convert(name: str, kind: type, raw: str) -> Any:
+    try:
+        return kind(raw)
+    except ValueError:
+        raise ValueError(f"{env_name(name)}={raw!r} is not a valid {kind.__name__}") from None
+
+
+def settings_markdown() -> str:
+    """The README's settings table."""
+    lines = ["| variable | flag | default | meaning |", "|---|---|---|---|"]
+    for f in fields(Settings):
+        default = f.default if f.default != "" else "(empty)"
+        lines.append(f"| `{env_name(f.name)}` | `{flag_name(f.name)}` | `{default}` | {f.metadata['help']} |")
+    return "\n".join(lines)
+
+
+def replace(settings: Settings, **changes: Any) -> Settings:
+    return dataclasses.replace(settings, **changes)

@@ -1,0 +1,115 @@
+"""Match: find candidate copies (approximate) and verify them (estimated similarity).
+
+Two named steps, as datasketch's own ``MinHashLSH.query`` docstring advises: LSH band
+collisions give candidates, which may be false positives and may miss pairs near the
+threshold; every candidate is then verified from the signatures.
+
+Verification accepts a pair when either
+- the estimated Jaccard similarity of the shingle sets reaches ``jaccard_threshold`` (light
+  edits, other chrome), or
+- the estimated containment of the smaller set in the larger reaches
+  ``containment_threshold`` (trimmed copies, which keep a part of the story verbatim),
+  provided both texts have at least ``min_shingles`` shingles, since on tiny texts a few
+  shared phrases would look like containment.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable
+from dataclasses import dataclass
+
+import numpy as np
+from datasketch import LeanMinHash, MinHashLSH
+
+from consumers.stages.fingerprint import SCHEME, FingerprintConfig
+
+NEAR = "near"
+EXACT = "exact"
+CANONICAL = "canonical"
+
+
+@dataclass(frozen=True, slots=True)
+class MatchConfig:
+    lsh_threshold: float = 0.3
+    num_bands: int | None = None  # with rows_per_band: fixes (b, r) instead of datasketch's optimiser
+    rows_per_band: int | None = None
+    jaccard_threshold: float = 0.5
+    containment_threshold: float = 0.8
+    min_shingles: int = 20
+
+    def check(self, fingerprint: FingerprintConfig) -> None:
+        """Cross-field rules, checked at start-up with the values in the message."""
+        if (self.num_bands is None) != (self.rows_per_band is None):
+            raise ValueError("set both num_bands and rows_per_band, or neither")
+        if self.num_bands is not None and self.rows_per_band is not None:
+            if self.num_bands * self.rows_per_band > fingerprint.num_perm:
+                raise ValueError(
+                    f"num_bands * rows_per_band = {self.num_bands * self.rows_per_band} exceeds "
+                    f"num_perm = {fingerprint.num_perm}")
+        for name in ("lsh_threshold", "jaccard_threshold", "containment_threshold"):
+            value = getattr(self, name)
+            if not 0.0 < value <= 1.0:
+                raise ValueError(f"{name}={value} must be in (0, 1]")
+
+
+@dataclass(frozen=True, slots=True)
+class Similarity:
+    jaccard: float
+    containment: float  # of the smaller shingle set in the larger one
+
+    @property
+    def score(self) -> float:
+        """One number to rank candidates by."""
+        return max(self.jaccard, self.containment)
+
+
+def estimate_similarity(sig_a: np.ndarray, size_a: int, sig_b: np.ndarray, size_b: int) -> Similarity:
+    """Estimated Jaccard from the signatures, and containment derived from it and the set sizes.
+
+    |A ∩ B| = J / (1 + J) · (|A| + |B|), so containment of the smaller set is that over min(|A|, |B|).
+    Both are estimates: their error shrinks with num_perm (about 1/sqrt(num_perm)).
+    """
+    jaccard = float(np.count_nonzero(sig_a == sig_b)) / len(sig_a)
+    smaller = min(size_a, size_b)
+    if smaller == 0:
+        return Similarity(jaccard, 0.0)
+    intersection = jaccard / (1.0 + jaccard) * (size_a + size_b)
+    return Similarity(jaccard, min(1.0, intersection / smaller))
+
+
+def verify(similarity: Similarity, size_a: int, size_b: int, config: MatchConfig) -> bool:
+    if similarity.jaccard >= config.jaccard_threshold:
+        return True
+    return min(size_a, size_b) >= config.min_shingles and similarity.containment >= config.containment_threshold
+
+
+class CandidateIndex:
+    """datasketch MinHashLSH over stored signatures; keys are article keys."""
+
+    def __init__(self, fingerprint: FingerprintConfig, match: MatchConfig) -> None:
+        params = None
+        if match.num_bands is not None and match.rows_per_band is not None:
+            params = (match.num_bands, match.rows_per_band)
+        self._seed = fingerprint.seed
+        self._lsh = MinHashLSH(threshold=match.lsh_threshold, num_perm=fingerprint.num_perm, params=params)
+
+    @property
+    def bands(self) -> tuple[int, int]:
+        """(b, r): number of bands and rows per band."""
+        return self._lsh.b, self._lsh.r
+
+    def _minhash(self, signature: np.ndarray) -> LeanMinHash:
+        return LeanMinHash(seed=self._seed, hashvalues=signature, scheme=SCHEME)
+
+    def insert(self, key: Hashable, signature: np.ndarray) -> None:
+        self._lsh.insert(key, self._minhash(signature), check_duplication=False)
+
+    def remove(self, key: Hashable) -> None:
+        self._lsh.remove(key)
+
+    def find_candidates(self, signature: np.ndarray) -> list[Hashable]:
+        """Keys whose signature collides with this one in at least one band (approximate)."""
+        return list(self._lsh.query(self._minhash(signature)))
+
+    def __len__(self) -> int:
+        return len(self._lsh.keys)

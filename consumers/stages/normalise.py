@@ -1,0 +1,95 @@
+"""Normalise: scraped text → the story's own words, one spelling for each.
+
+Two steps, kept apart because the first keeps the text readable (it is what gets stored) and
+the second is only for comparison:
+
+- ``clean_text`` drops lines that are site chrome rather than story (date lines, breadcrumbs,
+  "Advertisement", share / newsletter / related lines, copyright footers, photo credits) and
+  strips wire datelines ("WASHINGTON (AP) —") from the lead.
+- ``normalise_text`` folds Unicode (NFKC), entities, typographic quotes and dashes, zero-width
+  and control characters, and case, then collapses whitespace.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+import unicodedata
+
+_ZERO_WIDTH = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff\u00ad\u180e"), None)
+_TYPOGRAPHY = str.maketrans({
+    "\u2018": "'", "\u2019": "'", "\u201a": "'", "\u201b": "'", "\u2032": "'", "\u0060": "'", "\u00b4": "'",
+    "\u201c": '"', "\u201d": '"', "\u201e": '"', "\u201f": '"', "\u2033": '"', "\u00ab": '"', "\u00bb": '"',
+    "\u2010": "-", "\u2011": "-", "\u2012": "-", "\u2013": "-", "\u2014": "-", "\u2015": "-", "\u2212": "-",
+    "\u2026": "...", "\u00a0": " ",
+})
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+_WHITESPACE = re.compile(r"\s+")
+
+_MONTHS = r"(?:jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec)[a-z]*\.?"
+_WEEKDAYS = r"(?:mon|tue|tues|wed|thu|thur|thurs|fri|sat|sun)[a-z]*"
+# Whole lines that are page chrome. Each pattern is anchored at both ends: a chrome line is
+# short and formulaic, and story sentences that merely mention these words must survive.
+_CHROME_LINES = [re.compile(p, re.IGNORECASE) for p in (
+    rf"(?:{_WEEKDAYS}\s*,?\s*)?(?:{_MONTHS}\s+\d{{1,2}}(?:st|nd|rd|th)?\s*,?\s*\d{{4}}|\d{{1,2}}\s+{_MONTHS}\s*,?\s*\d{{4}})"
+    r"(?:\s*(?:,|at|-)?\s*\d{1,2}[:.]\d{2}(?:\s*[ap]\.?m\.?)?(?:\s*[a-z]{2,4})?)?",
+    r"\d{4}-\d{2}-\d{2}(?:[t ]\d{2}:\d{2}(?::\d{2})?z?)?",
+    r"(?:published|updated|posted|last updated|first published)\b.{0,60}",
+    r"(?:home|news)\s*(?:[>/»|›]\s*[^>/»|›]{1,60}){1,5}",
+    r"(?:advertisement|advertising|sponsored(?: content)?|ad|story continues below(?: advertisement)?|"
+    r"continue reading(?: below)?|scroll to continue.*|read more|related|related (?:stories|articles|content|coverage)|"
+    r"more from .{1,40}|recommended(?: for you)?|trending(?: now)?|most read|popular)\s*:?",
+    r"(?:related|read more|see also|more|also read|read also|recommended|watch)\s*:\s*.{0,200}",
+    r"(?:share|share this|share on|share this article|share via|tweet|email|print|facebook|twitter|whatsapp|"
+    r"linkedin|reddit|pinterest|copy link|comments?)(?:\s*[|/·•,]?\s*(?:share|facebook|twitter|x|whatsapp|"
+    r"email|linkedin|reddit|print|pinterest|copy link|messenger|comments?))*\s*:?",
+    r".{0,80}\b(?:sign up|subscribe|newsletter|get our .{0,40}(?:alerts|emails?|newsletters?))\b.{0,120}",
+    r"(?:©|\(c\)|copyright)\s*.{0,160}",
+    r".{0,120}\ball rights reserved\b.{0,80}",
+    r"(?:photo|image|picture|photograph|video|file photo)s?\s*(?:credit)?\s*:.{0,160}",
+    r".{0,160}\((?:photo|image|picture)(?:\s+credit)?\s*:?\s*[^)]{0,80}\)",
+    r"(?:by|from|reporting by|writing by|editing by|compiled by|additional reporting by)\s+[\w .,'&-]{1,80}",
+    r"(?:follow|like) us on .{0,80}",
+    r"(?:click|tap) here.{0,120}",
+    r"\d+\s+(?:min(?:ute)?s?|hours?)\s+(?:read|ago)",
+    r"(?:editor'?s note|this story has been (?:updated|corrected)).{0,300}",
+    r"(?:this (?:article|story) (?:was|is) (?:originally )?(?:published|first published|produced)).{0,200}",
+    r"(?:the associated press|associated press|reuters|afp|pa media) (?:contributed|writers?).{0,200}",
+)]
+# Wire datelines at the start of the lead: "WASHINGTON (AP) —", "LONDON, July 2 (Reuters) -".
+_DATELINE = re.compile(
+    r"^\s*(?:UPDATE\s*\d*\s*[-:]\s*)?[A-Z][A-Za-z.'\- ]{1,40}(?:,\s*[A-Z][A-Za-z.' ]{1,30})?"
+    r"(?:,?\s*" + _MONTHS.replace("[a-z]", "[A-Za-z]") + r"\s*\d{1,2})?"
+    r"\s*\((?:AP|Reuters|AFP|PA|UPI|Bloomberg|dpa|ANSA|EFE|Xinhua|CNN|IANS|PTI)\)\s*[-\u2013\u2014:]+\s*",
+    re.IGNORECASE,
+)
+
+
+def clean_text(body: str) -> str:
+    """Drop chrome lines and the wire dateline; keep the story's paragraphs, readable."""
+    paragraphs: list[str] = []
+    for block in re.split(r"\n\s*\n", body.translate(_ZERO_WIDTH)):
+        lines = [line.strip() for line in block.splitlines()]
+        kept = [line for line in lines if line and not is_chrome_line(line)]
+        if kept:
+            paragraphs.append(" ".join(kept))
+    if paragraphs:
+        paragraphs[0] = _DATELINE.sub("", paragraphs[0], count=1)
+    return "\n\n".join(p for p in paragraphs if p)
+
+
+def is_chrome_line(line: str) -> bool:
+    """True when the whole line is page chrome, not story text."""
+    folded = html.unescape(line).translate(_TYPOGRAPHY).strip(" \t*-–—|•·")
+    if not folded:
+        return True
+    return any(pattern.fullmatch(folded) for pattern in _CHROME_LINES)
+
+
+def normalise_text(text: str) -> str:
+    """Fold a text to its comparison form: one spelling per word, single spaces."""
+    text = html.unescape(text)
+    text = unicodedata.normalize("NFKC", text)
+    text = text.translate(_ZERO_WIDTH).translate(_TYPOGRAPHY)
+    text = _CONTROL.sub(" ", text)
+    return _WHITESPACE.sub(" ", text.casefold()).strip()

@@ -1,0 +1,129 @@
+"""Tables. The schema itself is created by Alembic (``newsdedup db upgrade``), never create_all."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+# Stable constraint names, so migrations can refer to them on every backend.
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+ID = String(40)
+AUTO_ID = BigInteger().with_variant(Integer, "sqlite")  # SQLite autoincrements INTEGER only
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes on every backend (SQLite hands back naive values)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r}: newsdedup stores aware UTC times only")
+        return value.astimezone(UTC) if value is not None else None
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class StoryRow(Base):
+    __tablename__ = "stories"
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    match_partition: Mapped[int] = mapped_column(Integer, index=True)
+    # No foreign key: the canonical article and its story are written in the same transaction,
+    # and a cycle of keys would need deferred constraints on every backend.
+    canonical_article_id: Mapped[str] = mapped_column(ID)
+    member_count: Mapped[int] = mapped_column(Integer)
+    outlet_count: Mapped[int] = mapped_column(Integer)
+    first_seen_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    last_seen_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
+    merged_into: Mapped[str | None] = mapped_column(ID)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class ArticleRow(Base):
+    __tablename__ = "articles"
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True)  # hash of (normalised URL, content)
+    story_id: Mapped[str] = mapped_column(ForeignKey("stories.id"), index=True)
+    input_id: Mapped[str] = mapped_column(String(256), index=True)  # the producer's id
+    url: Mapped[str] = mapped_column(Text)
+    url_normalised: Mapped[str] = mapped_column(Text)
+    source: Mapped[str] = mapped_column(String(256))
+    title: Mapped[str] = mapped_column(Text)
+    body: Mapped[str] = mapped_column(Text)  # cleaned text
+    lang: Mapped[str] = mapped_column(String(16))
+    content_hash: Mapped[str] = mapped_column(String(64), index=True)
+    published_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    scraped_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    num_shingles: Mapped[int] = mapped_column(Integer)
+    signature: Mapped[bytes] = mapped_column(LargeBinary)
+    fingerprint_identity: Mapped[str] = mapped_column(String(80))
+    match_method: Mapped[str] = mapped_column(String(16))  # canonical / exact / near
+    similarity: Mapped[float] = mapped_column(Float)  # estimated Jaccard to the story's canonical
+    containment: Mapped[float] = mapped_column(Float)  # estimated containment, smaller in larger
+    source_topic: Mapped[str] = mapped_column(String(255))  # lineage: where the raw message was read
+    source_partition: Mapped[int] = mapped_column(Integer)
+    source_offset: Mapped[int] = mapped_column(BigInteger)
+    source_timestamp: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    match_partition: Mapped[int] = mapped_column(Integer)
+    stored_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    extra: Mapped[dict[str, Any]] = mapped_column(JSON)  # the producer's metadata
+
+    __table_args__ = (Index("ix_articles_match_partition_published_at", "match_partition", "published_at"),)
+
+
+class StoryEventRow(Base):
+    """Append-only provenance log: founded, joined, canonical_changed, merged."""
+
+    __tablename__ = "story_events"
+
+    id: Mapped[int] = mapped_column(AUTO_ID, primary_key=True, autoincrement=True)
+    story_id: Mapped[str] = mapped_column(ID, index=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    article_id: Mapped[str | None] = mapped_column(ID)
+    reason: Mapped[str] = mapped_column(Text)
+    similarity: Mapped[float | None] = mapped_column(Float)
+    occurred_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class ConsumerOffsetRow(Base):
+    """Next offset to read, written in the same transaction as the results it covers."""
+
+    __tablename__ = "consumer_offsets"
+
+    consumer_group: Mapped[str] = mapped_column(String(255), primary_key=True)
+    topic: Mapped[str] = mapped_column(String(255), primary_key=True)
+    partition: Mapped[int] = mapped_column(Integer, primary_key=True)
+    next_offset: Mapped[int] = mapped_column(BigInteger)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime)

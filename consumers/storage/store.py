@@ -1,0 +1,218 @@
+"""The story store: every read and write the service makes, each a parameterised statement.
+
+``write_batch`` is the heart: one transaction holds the batch's articles, stories, events and
+the consumed offsets, so a crash before commit loses nothing (the batch is read again) and a
+crash after it duplicates nothing (the stored offsets say where to resume, and article keys
+are primary keys).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import Engine, bindparam, func, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from consumers.matcher import Changes, IndexedArticle, Matcher, Story
+from consumers.stages.elect import Contender
+from consumers.stages.fingerprint import signature_from_bytes, signature_to_bytes
+from consumers.stages.match import Similarity
+from consumers.storage.models import ArticleRow, ConsumerOffsetRow, StoryEventRow, StoryRow
+
+
+@dataclass(frozen=True, slots=True)
+class OffsetMark:
+    """The next offset to read of one partition, stored with the results it covers."""
+
+    consumer_group: str
+    topic: str
+    partition: int
+    next_offset: int
+
+
+@dataclass(frozen=True, slots=True)
+class ExportRow:
+    input_id: str
+    story_id: str
+    canonical_input_id: str
+    is_canonical: bool
+    similarity: float
+
+
+class StoryStore:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    # -- writes ------------------------------------------------------------------------------
+
+    def write_batch(self, changes: Changes, matcher: Matcher, offsets: Sequence[OffsetMark],
+                    match_partition: int) -> None:
+        """Store one batch and its offsets in a single transaction (see the module docstring)."""
+        now = datetime.now(UTC)
+        new_keys = {prepared.key for prepared, _ in changes.new_articles}
+        with self.engine.begin() as conn:
+            new_stories = [self._story_values(matcher.story(sid, changes), match_partition, now)
+                           for sid in sorted(changes.new_stories)]
+            if new_stories:
+                conn.execute(insert(StoryRow), new_stories)
+            updated = [self._story_values(matcher.story(sid, changes), match_partition, now)
+                       for sid in sorted(changes.dirty_stories - changes.new_stories)]
+            if updated:
+                conn.execute(
+                    update(StoryRow).where(StoryRow.id == bindparam("b_id")),
+                    [{"b_id": row.pop("id"), **_without(row, "created_at")} for row in updated],
+                )
+            if changes.new_articles:
+                conn.execute(insert(ArticleRow), [
+                    self._article_values(prepared, lineage, matcher.articles[prepared.key], match_partition, now)
+                    for prepared, lineage in changes.new_articles
+                ])
+            moved = sorted(changes.dirty_articles - new_keys)
+            if moved:
+                conn.execute(update(ArticleRow).where(ArticleRow.id == bindparam("b_id")), [
+                    {"b_id": key, "story_id": matcher.articles[key].story_id,
+                     "similarity": matcher.articles[key].similarity.jaccard,
+                     "containment": matcher.articles[key].similarity.containment}
+                    for key in moved
+                ])
+            if changes.events:
+                conn.execute(insert(StoryEventRow), [
+                    {"story_id": e.story_id, "kind": e.kind, "article_id": e.article_key, "reason": e.reason,
+                     "similarity": e.similarity, "occurred_at": now}
+                    for e in changes.events
+                ])
+            for mark in offsets:
+                conn.execute(self._upsert_offset(mark, now))
+
+    def _upsert_offset(self, mark: OffsetMark, now: datetime):  # type: ignore[no-untyped-def]
+        values = {"consumer_group": mark.consumer_group, "topic": mark.topic, "partition": mark.partition,
+                  "next_offset": mark.next_offset, "updated_at": now}
+        dialect = postgresql if self.engine.dialect.name == "postgresql" else sqlite
+        statement = dialect.insert(ConsumerOffsetRow).values(values)
+        return statement.on_conflict_do_update(
+            index_elements=["consumer_group", "topic", "partition"],
+            set_={"next_offset": statement.excluded.next_offset, "updated_at": statement.excluded.updated_at},
+        )
+
+    @staticmethod
+    def _story_values(story: Story, match_partition: int, now: datetime) -> dict:
+        return {
+            "id": story.id, "match_partition": match_partition, "canonical_article_id": story.canonical_key,
+            "member_count": len(story.members), "outlet_count": len(story.outlets),
+            "first_seen_at": story.first_seen, "last_seen_at": story.last_seen,
+            "merged_into": story.merged_into, "created_at": now, "updated_at": now,
+        }
+
+    @staticmethod
+    def _article_values(prepared, lineage, indexed: IndexedArticle, match_partition: int,  # type: ignore[no-untyped-def]
+                        now: datetime) -> dict:
+        return {
+            "id": prepared.key, "story_id": indexed.story_id, "input_id": prepared.input_id,
+            "url": prepared.url, "url_normalised": prepared.url_normalised, "source": prepared.source,
+            "title": prepared.title, "body": prepared.text, "lang": prepared.lang,
+            "content_hash": prepared.content_hash, "published_at": prepared.published_at,
+            "scraped_at": prepared.scraped_at, "num_shingles": prepared.num_shingles,
+            "signature": signature_to_bytes(prepared.signature),
+            "fingerprint_identity": prepared.fingerprint_identity, "match_method": indexed.method,
+            "similarity": indexed.similarity.jaccard, "containment": indexed.similarity.containment,
+            "source_topic": lineage.topic, "source_partition": lineage.partition, "source_offset": lineage.offset,
+            "source_timestamp": (datetime.fromtimestamp(lineage.timestamp_ms / 1000, UTC)
+                                 if lineage.timestamp_ms is not None else None),
+            "match_partition": match_partition, "stored_at": now, "extra": prepared.metadata,
+        }
+
+    # -- reads -------------------------------------------------------------------------------
+
+    def load_offsets(self, consumer_group: str, topic: str) -> dict[int, int]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(ConsumerOffsetRow.partition, ConsumerOffsetRow.next_offset)
+                .where(ConsumerOffsetRow.consumer_group == consumer_group, ConsumerOffsetRow.topic == topic)
+            )
+            return {partition: offset for partition, offset in rows}
+
+    def load_into(self, matcher: Matcher, match_partitions: Sequence[int], fingerprint_identity: str) -> int:
+        """Rebuild a matcher's state from stored stories still inside its retention window."""
+        newest_stmt = select(func.max(StoryRow.last_seen_at)).where(StoryRow.match_partition.in_(match_partitions))
+        with self.engine.connect() as conn:
+            newest = conn.execute(newest_stmt).scalar()
+            if newest is None:
+                return 0
+            cutoff = newest - matcher.retention
+            story_rows = conn.execute(
+                select(StoryRow.id, StoryRow.canonical_article_id, StoryRow.first_seen_at, StoryRow.last_seen_at)
+                .where(StoryRow.match_partition.in_(match_partitions), StoryRow.merged_into.is_(None),
+                       StoryRow.last_seen_at >= cutoff)
+            ).all()
+            stories = [Story(sid, canonical, [], Counter(), first, last) for sid, canonical, first, last in story_rows]
+            article_rows = conn.execution_options(yield_per=10_000).execute(
+                select(ArticleRow.id, ArticleRow.story_id, ArticleRow.published_at, ArticleRow.source,
+                       func.length(ArticleRow.body), ArticleRow.signature, ArticleRow.num_shingles,
+                       ArticleRow.content_hash, ArticleRow.match_method, ArticleRow.similarity,
+                       ArticleRow.containment, ArticleRow.fingerprint_identity)
+                .join(StoryRow, StoryRow.id == ArticleRow.story_id)
+                .where(StoryRow.match_partition.in_(match_partitions), StoryRow.merged_into.is_(None),
+                       StoryRow.last_seen_at >= cutoff)
+                .order_by(ArticleRow.published_at, ArticleRow.id)
+            )
+            by_id = {story.id: story for story in stories}
+            articles = []
+            for (key, story_id, published, source, chars, signature, num_shingles, content,
+                 method, similarity, containment, identity) in article_rows:
+                if identity != fingerprint_identity:
+                    raise ValueError(
+                        f"stored signatures were made with {identity!r}, this build uses {fingerprint_identity!r}: "
+                        f"re-fingerprint the stored articles or run with the old settings")
+                by_id[story_id].outlets[source.lower()] += 1
+                articles.append(IndexedArticle(
+                    key=key, story_id=story_id, contender=Contender(key, published, source, chars or 0),
+                    signature=signature_from_bytes(signature), num_shingles=num_shingles,
+                    content_hash=content, method=method, similarity=Similarity(similarity, containment),
+                ))
+        matcher.load(stories, articles)
+        return len(articles)
+
+    def export_rows(self) -> Iterator[ExportRow]:
+        """One row per stored article, in input order where the lineage gives it."""
+        canonical = ArticleRow.__table__.alias("canonical")
+        stmt = (
+            select(ArticleRow.input_id, ArticleRow.story_id, canonical.c.input_id,
+                   ArticleRow.id == StoryRow.canonical_article_id, ArticleRow.similarity)
+            .join(StoryRow, StoryRow.id == ArticleRow.story_id)
+            .join(canonical, canonical.c.id == StoryRow.canonical_article_id)
+            .order_by(ArticleRow.source_topic, ArticleRow.source_partition, ArticleRow.source_offset)
+        )
+        with self.engine.connect() as conn:
+            for input_id, story_id, canonical_id, is_canonical, similarity in conn.execute(stmt):
+                yield ExportRow(input_id, story_id, canonical_id, bool(is_canonical), similarity)
+
+    def counts(self) -> dict[str, int]:
+        with self.engine.connect() as conn:
+            return {
+                "articles": conn.execute(select(func.count()).select_from(ArticleRow)).scalar_one(),
+                "stories": conn.execute(select(func.count()).select_from(StoryRow)
+                                        .where(StoryRow.merged_into.is_(None))).scalar_one(),
+                "events": conn.execute(select(func.count()).select_from(StoryEventRow)).scalar_one(),
+            }
+
+    def largest_stories(self, limit: int = 5) -> list[tuple[str, int, list[str]]]:
+        """(story id, members, outlets) of the largest stories."""
+        with self.engine.connect() as conn:
+            top = conn.execute(
+                select(StoryRow.id, StoryRow.member_count).where(StoryRow.merged_into.is_(None))
+                .order_by(StoryRow.member_count.desc(), StoryRow.id).limit(limit)
+            ).all()
+            result = []
+            for story_id, members in top:
+                outlets = conn.execute(
+                    select(ArticleRow.source).where(ArticleRow.story_id == story_id).distinct().order_by(ArticleRow.source)
+                ).scalars().all()
+                result.append((story_id, members, list(outlets)))
+            return result
+
+
+def _without(row: dict, *names: str) -> dict:
+    return {k: v for k, v in row.items() if k not in names}

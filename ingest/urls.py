@@ -1,0 +1,55 @@
+"""URL normalisation: one spelling per page, so the same page sent twice is recognised."""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
+
+# Parameters that identify a click or campaign, never the page. Matched case-insensitively.
+TRACKING_PARAMS = frozenset({
+    "fbclid", "gclid", "dclid", "gbraid", "wbraid", "msclkid", "yclid", "igshid", "mc_cid", "mc_eid",
+    "_ga", "_gl", "ocid", "cmpid", "smid", "sr_share", "share", "ref_src", "ref_url", "ito", "ns_mchannel",
+    "ns_source", "ns_campaign", "ns_linkname", "ns_fee", "spm", "guccounter", "guce_referrer",
+    "guce_referrer_sig", "__twitter_impression", "s_kwcid", "mkt_tok", "vero_id", "oly_enc_id", "oly_anon_id",
+})
+TRACKING_PREFIXES = ("utm_", "pk_", "hsa_", "at_")
+DEFAULT_PORTS = {"http": "80", "https": "443"}
+
+
+def normalise_url(url: str) -> str:
+    """Return a canonical spelling of an http(s) URL.
+
+    Lower-cases the scheme and host, drops the default port, ``www.``-less hosts are kept as
+    they are (``www.x.com`` and ``x.com`` may be different sites), removes the fragment and
+    tracking parameters, sorts the remaining query parameters and normalises percent-escapes.
+
+    >>> normalise_url("HTTPS://News.Example.com:443/a/b?utm_source=x&id=7&fbclid=y#top")
+    'https://news.example.com/a/b?id=7'
+    """
+    parts = urlsplit(url.strip())
+    scheme = parts.scheme.lower()
+    host = (parts.hostname or "").rstrip(".")
+    try:
+        host = host.encode("idna").decode("ascii")
+    except UnicodeError:
+        pass  # not valid IDNA: keep the lower-cased form rather than reject the article
+    port = parts.port if _has_valid_port(parts) else None
+    netloc = host if port is None or str(port) == DEFAULT_PORTS.get(scheme) else f"{host}:{port}"
+    path = quote(unquote(parts.path), safe="/:@!$&'()*+,;=-._~%") or "/"
+    query = [
+        (key, value)
+        for key, value in parse_qsl(parts.query, keep_blank_values=True)
+        if not _is_tracking(key)
+    ]
+    return urlunsplit((scheme, netloc, path, urlencode(sorted(query)), ""))
+
+
+def _is_tracking(key: str) -> bool:
+    key = key.lower()
+    return key in TRACKING_PARAMS or key.startswith(TRACKING_PREFIXES)
+
+
+def _has_valid_port(parts: object) -> bool:
+    try:
+        return getattr(parts, "port") is not None
+    except ValueError:  # a port that is not a number: ignore it
+        return False
