@@ -50,6 +50,6 @@ def _is_tracking(key: str) -> bool:
 
 def _has_valid_port(parts: object) -> bool:
     try:
-        return getattr(parts, "port") is not None
+        return parts.port is not None
     except ValueError:  # a port that is not a number: ignore it
         return False

@@ -1,0 +1,275 @@
+"""The ``newsdedup`` command: one entry point for every role and tool."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+from consumers.settings import Settings, flag_name, load_settings, settings_markdown
+
+DESCRIPTION = """\
+newsdedup finds syndicated copies of news articles (the same wire story republished by many
+outlets) with MinHash LSH, elects one canonical article per story, and stores each story with
+its provenance.
+
+Embedded mode (no servers):   newsdedup run --input articles.jsonl --export stories.jsonl
+Service mode (Kafka + SQL):   newsdedup db upgrade --db OWNER_URL; newsdedup prepare; newsdedup match;
+                              newsdedup ingest articles.jsonl
+
+Every setting is an environment variable NEWSDEDUP_<NAME> and a flag --<name>; see
+'newsdedup settings'.
+"""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "command", None):
+        parser.print_help()
+        return 2
+    try:
+        settings = load_settings(overrides=_overrides(args))
+    except (ValueError, TypeError) as exc:
+        print(f"newsdedup: configuration error: {exc}", file=sys.stderr)
+        return 2
+    from consumers.logs import configure_logging
+
+    configure_logging(settings.log_level)
+    try:
+        return int(args.handler(args, settings) or 0)
+    except FileNotFoundError as exc:
+        print(f"newsdedup: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:
+        from sqlalchemy.exc import SQLAlchemyError
+
+        from consumers.storage.schema import SchemaNotReady
+
+        if isinstance(exc, SchemaNotReady | SQLAlchemyError):
+            print(f"newsdedup: database error: {_first_line(exc)}", file=sys.stderr)
+            return 1
+        raise
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    group = common.add_argument_group("settings (each also NEWSDEDUP_<NAME>; see 'newsdedup settings')")
+    for spec in fields(Settings):
+        kind = type(spec.default)
+        group.add_argument(flag_name(spec.name), dest=f"setting_{spec.name}", type=kind, default=None,
+                           metavar=kind.__name__.upper(), help=spec.metadata["help"])
+
+    parser = argparse.ArgumentParser(prog="newsdedup", description=DESCRIPTION,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    def command(name: str, help_text: str, handler: Any) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text, description=help_text, parents=[common])
+        p.set_defaults(handler=handler)
+        return p
+
+    run = command("run", "Embedded mode: deduplicate a JSONL file into a database (SQLite by default).", cmd_run)
+    run.add_argument("--input", required=True, help="JSONL file of articles, or - for stdin")
+    run.add_argument("--db", dest="setting_database_url", help="database URL (default sqlite:///newsdedup.db)")
+    run.add_argument("--export", help="write one JSON line per article: id, story_id, canonical_id, ...")
+    run.add_argument("--dead-letters", help="write rejected lines here as JSONL (line, reason, detail, raw)")
+    run.add_argument("--top", type=int, default=5, help="how many of the largest stories to show (default 5)")
+    run.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    export = command("export", "Write one JSON line per stored article (the same format as run --export).",
+                     cmd_export)
+    export.add_argument("--db", dest="setting_database_url", help="database URL")
+    export.add_argument("--output", required=True, help="file to write, or - for stdout")
+
+    ingest = command("ingest", "Validate articles and send them to the raw topic.", cmd_ingest)
+    ingest.add_argument("path", help="a JSONL file, a folder of .json/.html files, or - for stdin")
+    ingest.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    for name, help_text, handler in (
+        ("prepare", "Service role: raw articles → fingerprinted records (stateless, scale out).", cmd_prepare),
+        ("match", "Service role: fingerprinted records → stories in the database (one active per partition).",
+         cmd_match),
+    ):
+        role = command(name, help_text, handler)
+        role.add_argument("--exit-when-idle", type=float, default=None, metavar="SECONDS",
+                          help="exit after this long without messages (batch jobs, tests); default: run forever")
+
+    db = command("db", "Database schema: 'upgrade' applies migrations (needs the owner role), 'check' verifies.",
+                 cmd_db)
+    db.add_argument("action", choices=["upgrade", "check"])
+    db.add_argument("--db", dest="setting_database_url", help="database URL (the owner role for upgrade)")
+
+    command("topics", "Create the service's Kafka topics if they are missing.", cmd_topics)
+
+    show = command("settings", "List every setting with its variable, flag, default and current value.",
+                   cmd_settings)
+    show.add_argument("--markdown", action="store_true", help="print the README's settings table")
+    return parser
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    return {key.removeprefix("setting_"): value for key, value in vars(args).items()
+            if key.startswith("setting_") and value is not None}
+
+
+# -- commands ------------------------------------------------------------------------------------
+
+
+def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
+    from tqdm import tqdm
+
+    from consumers.embedded import Rejection, run_embedded
+    from consumers.report import print_run_summary
+    from consumers.storage import schema
+
+    store = _store(settings)
+    if schema.current_revision(store.engine) != schema.head_revision():
+        schema.upgrade(store.engine)  # embedded mode owns its database
+    source = sys.stdin.buffer if args.input == "-" else Path(args.input).open("rb")  # noqa: SIM115
+    total = None if args.input == "-" else sum(1 for line in Path(args.input).open("rb") if line.strip())
+    dead = Path(args.dead_letters).open("w", encoding="utf-8") if args.dead_letters else None  # noqa: SIM115
+
+    def on_reject(rejection: Rejection) -> None:
+        if dead:
+            dead.write(json.dumps({"line": rejection.line, "reason": rejection.reason, "detail": rejection.detail,
+                                   "raw": rejection.raw.decode("utf-8", "replace")}) + "\n")
+
+    with source, tqdm(total=total, unit=" articles", disable=args.no_progress, file=sys.stderr, desc="run") as bar:
+        summary = run_embedded(source, Path(args.input).name, settings, store, on_reject, bar.update)
+    if dead:
+        dead.close()
+    if args.export:
+        _write_export(store, args.export)
+    print_run_summary(summary, store, args.top, args.export)
+    return 0
+
+
+def cmd_export(args: argparse.Namespace, settings: Settings) -> int:
+    store = _store(settings)
+    from consumers.storage import schema
+
+    schema.check_at_head(store.engine)
+    count = _write_export(store, args.output)
+    print(f"exported {count} articles to {args.output}", file=sys.stderr)
+    return 0
+
+
+def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
+    from consumers.kafka_io import client_config, ensure_topics
+    from ingest.cli import ingest
+    from ingest.producer import ArticleProducer, DeliveryError
+
+    ensure_topics(settings)
+    config = client_config(settings)
+    producer = ArticleProducer(",".join(config.pop("bootstrap_servers")), settings.topic_raw,
+                               max_message_bytes=settings.max_message_bytes,
+                               compression_type=settings.kafka_compression_type, **config)
+    try:
+        summary = ingest(args.path, producer, progress=not args.no_progress)
+    except DeliveryError as exc:
+        print(f"newsdedup: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        producer.close()
+    print(summary.report())
+    return 0
+
+
+def cmd_prepare(args: argparse.Namespace, settings: Settings) -> int:
+    from consumers.lifecycle import StopFlag
+    from consumers.prepare_worker import run_prepare
+
+    handled = run_prepare(settings, StopFlag().install(), _idle_polls(args, settings))
+    print(f"prepare handled {handled} messages", file=sys.stderr)
+    return 0
+
+
+def cmd_match(args: argparse.Namespace, settings: Settings) -> int:
+    from consumers.lifecycle import StopFlag
+    from consumers.match_worker import run_match
+    from consumers.storage import schema
+
+    store = _store(settings)
+    schema.check_at_head(store.engine)
+    handled = run_match(settings, store, StopFlag().install(), _idle_polls(args, settings))
+    print(f"match handled {handled} messages", file=sys.stderr)
+    return 0
+
+
+def cmd_db(args: argparse.Namespace, settings: Settings) -> int:
+    from consumers.storage import schema
+    from consumers.storage.database import safe_url
+
+    store = _store(settings)
+    if args.action == "upgrade":
+        schema.upgrade(store.engine)
+        print(f"{safe_url(settings.database_url)} is at revision {schema.head_revision()}")
+        return 0
+    schema.check_at_head(store.engine)
+    print(f"{safe_url(settings.database_url)} is at head ({schema.head_revision()})")
+    return 0
+
+
+def cmd_topics(args: argparse.Namespace, settings: Settings) -> int:
+    from consumers.kafka_io import ensure_topics
+
+    created = ensure_topics(settings)
+    print("created: " + (", ".join(created) if created else "nothing (all topics exist)"))
+    return 0
+
+
+def cmd_settings(args: argparse.Namespace, settings: Settings) -> int:
+    if args.markdown:
+        print(settings_markdown())
+        return 0
+    current = json.loads(json.dumps({f.name: getattr(settings, f.name) for f in fields(Settings)}))
+    for spec in fields(Settings):
+        value = "***" if spec.metadata["secret"] and current[spec.name] else current[spec.name]
+        print(f"{flag_name(spec.name):28} = {value!r:32}  {spec.metadata['help']}")
+    return 0
+
+
+# -- helpers -------------------------------------------------------------------------------------
+
+
+def _store(settings: Settings):  # type: ignore[no-untyped-def]
+    from consumers.storage.database import make_engine
+    from consumers.storage.store import StoryStore
+
+    return StoryStore(make_engine(settings.database_url))
+
+
+def _write_export(store: Any, output: str) -> int:
+    stream = sys.stdout if output == "-" else Path(output).open("w", encoding="utf-8")  # noqa: SIM115
+    count = 0
+    try:
+        for row in store.export_rows():
+            stream.write(json.dumps({"id": row.input_id, "story_id": row.story_id,
+                                     "canonical_id": row.canonical_input_id, "is_canonical": row.is_canonical,
+                                     "similarity": round(row.similarity, 4)}) + "\n")
+            count += 1
+    finally:
+        if stream is not sys.stdout:
+            stream.close()
+    return count
+
+
+def _idle_polls(args: argparse.Namespace, settings: Settings) -> int | None:
+    if args.exit_when_idle is None:
+        return None
+    return max(1, int(args.exit_when_idle * 1000 / settings.poll_timeout_ms))
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,80 @@
+"""The prepare role: ``articles.raw`` → validate, extract, clean, fingerprint → ``articles.fingerprinted``.
+
+Stateless; run as many as the raw topic has partitions (consumer group ``newsdedup-prepare``).
+Per batch: (1) handle every message, sending results or dead letters; (2) flush the producer
+and check every send; (3) commit the batch's offsets. A crash before (3) replays the batch,
+which the matcher absorbs (article keys make the replay a no-op).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from kafka import KafkaProducer
+from kafka.consumer.fetcher import ConsumerRecord
+from kafka.structs import OffsetAndMetadata
+
+from consumers.kafka_io import PROCESSING_ERROR, ensure_topics, make_consumer, make_producer, send_dead_letter
+from consumers.lifecycle import StopFlag
+from consumers.prepare import Lineage, encode_prepared, prepare_article
+from consumers.settings import Settings
+from consumers.stages.fingerprint import FingerprintConfig
+from ingest.contract import InvalidArticle, parse_article
+
+log = logging.getLogger(__name__)
+
+
+def run_prepare(settings: Settings, stop: StopFlag, max_idle_polls: int | None = None) -> int:
+    """Run until stopped (or until ``max_idle_polls`` empty polls in a row); returns messages handled."""
+    ensure_topics(settings)
+    consumer = make_consumer(settings, settings.prepare_group)
+    producer = make_producer(settings)
+    consumer.subscribe([settings.topic_raw])
+    config = settings.fingerprint_config()
+    handled, idle = 0, 0
+    log.info("prepare started", extra={"role": "prepare", "topic": settings.topic_raw})
+    try:
+        while not stop:
+            batch = consumer.poll(timeout_ms=settings.poll_timeout_ms, max_records=settings.batch_max_messages)
+            if not batch:
+                idle += 1
+                if max_idle_polls is not None and idle >= max_idle_polls:
+                    break
+                continue
+            idle = 0
+            futures = []
+            commit = {}
+            for partition, records in batch.items():
+                for record in records:
+                    futures.append(handle_raw(record, producer, settings, config))
+                    handled += 1
+                commit[partition] = OffsetAndMetadata(records[-1].offset + 1, "", -1)
+            producer.flush()
+            for future in futures:
+                future.get(timeout=0)  # raises if a send failed: the batch is not committed
+            consumer.commit(commit)
+    finally:
+        log.info("prepare stopping", extra={"role": "prepare", "handled": handled})
+        producer.close(timeout=10)
+        consumer.close()
+    return handled
+
+
+def handle_raw(record: ConsumerRecord, producer: KafkaProducer, settings: Settings, config: FingerprintConfig):  # type: ignore[no-untyped-def]
+    """One raw message → a fingerprinted record or a dead letter; returns the send's future."""
+    try:
+        if record.value is None:
+            raise InvalidArticle("malformed_json", "message has no value (a tombstone)")
+        article = parse_article(record.value, settings.max_message_bytes)
+        prepared = prepare_article(article, config)
+    except InvalidArticle as exc:
+        log.warning("rejected", extra={"role": "prepare", "topic": record.topic, "partition": record.partition,
+                                       "offset": record.offset, "reason": exc.reason})
+        return send_dead_letter(producer, settings.topic_dead_letters, record, exc.reason, exc.detail)
+    except Exception as exc:
+        log.exception("processing failed", extra={"role": "prepare", "partition": record.partition,
+                                                  "offset": record.offset})
+        return send_dead_letter(producer, settings.topic_dead_letters, record, PROCESSING_ERROR,
+                                f"{type(exc).__name__}: {exc}")
+    lineage = Lineage(record.topic, record.partition, record.offset, record.timestamp)
+    return producer.send(settings.topic_fingerprinted, key=prepared.lang.encode(), value=encode_prepared(prepared, lineage))
