@@ -104,7 +104,8 @@ def build_parser() -> argparse.ArgumentParser:
     db = command("db", "Database schema: 'upgrade' applies migrations (needs the owner role), 'check' verifies.",
                  cmd_db)
     db.add_argument("action", choices=["upgrade", "check"])
-    db.add_argument("--db", dest="setting_database_url", help="database URL (the owner role for upgrade)")
+    db.add_argument("--db", dest="url", help="database URL (default: for upgrade migration_database_url, "
+                                             "else database_url; upgrade needs the owner role)")
 
     command("topics", "Create the service's Kafka topics if they are missing.", cmd_topics)
 
@@ -205,15 +206,16 @@ def cmd_match(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_db(args: argparse.Namespace, settings: Settings) -> int:
     from consumers.storage import schema
-    from consumers.storage.database import safe_url
+    from consumers.storage.database import make_engine, safe_url
 
-    store = _store(settings)
     if args.action == "upgrade":
-        schema.upgrade(store.engine)
-        print(f"{safe_url(settings.database_url)} is at revision {schema.head_revision()}")
+        url = args.url or settings.migration_database_url or settings.database_url
+        schema.upgrade(make_engine(url))
+        print(f"{safe_url(url)} is at revision {schema.head_revision()}")
         return 0
-    schema.check_at_head(store.engine)
-    print(f"{safe_url(settings.database_url)} is at head ({schema.head_revision()})")
+    url = args.url or settings.database_url
+    schema.check_at_head(make_engine(url))
+    print(f"{safe_url(url)} is at head ({schema.head_revision()})")
     return 0
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import heapq
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -63,6 +63,7 @@ class Story:
     outlets: Counter[str]
     first_seen: datetime
     last_seen: datetime
+    last_touched: datetime  # processing time of the last change: what retention counts from
     merged_into: str | None = None
 
 
@@ -105,18 +106,19 @@ class Matcher:
         match: MatchConfig,
         preferred_sources: Sequence[str] = (),
         retention: timedelta = timedelta(days=30),
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         match.check(fingerprint)
         self.fingerprint = fingerprint
         self.config = match
         self.preferred_sources = tuple(source.lower() for source in preferred_sources)
         self.retention = retention
+        self.clock = clock
         self.index = CandidateIndex(fingerprint, match)
         self.articles: dict[str, IndexedArticle] = {}
         self.stories: dict[str, Story] = {}
         self._by_content: dict[str, str] = {}
-        self._expiry: list[tuple[datetime, str]] = []  # (last_seen, story id), lazily updated heap
-        self._stream_time = datetime.min.replace(tzinfo=UTC)
+        self._expiry: list[tuple[datetime, str]] = []  # (last_touched, story id), lazily updated heap
         self._changes = Changes()
 
     # -- rebuild -----------------------------------------------------------------------------
@@ -126,14 +128,13 @@ class Matcher:
         for story in stories:
             self.stories[story.id] = story
             story.members = []
-            self._touch(story)
+            heapq.heappush(self._expiry, (story.last_touched, story.id))
         for article in articles:
             story = self.stories.get(article.story_id)
             if story is None:
                 continue  # its story is outside the window or merged away; nothing can join it
             story.members.append(article.key)
             self._remember(article)
-        self._stream_time = max((s.last_seen for s in self.stories.values()), default=self._stream_time)
 
     # -- the decision ------------------------------------------------------------------------
 
@@ -144,7 +145,6 @@ class Matcher:
                 f"{self.fingerprint.identity!r}: run prepare and match with the same fingerprint settings")
         if article.key in self.articles:
             return Decision(DUPLICATE, self.articles[article.key].story_id, 0, None)
-        self._stream_time = max(self._stream_time, min(article.published_at, _now() + timedelta(days=1)))
 
         method, matches, num_candidates = self._find_matches(article)
         new = IndexedArticle(
@@ -154,12 +154,10 @@ class Matcher:
             similarity=Similarity(1.0, 1.0),
         )
         best = max(matches, key=lambda m: m[1].score) if matches else None
-        if best is None:
-            story = self._found(new)
-        else:
-            story = self._join(new, {self.articles[key].story_id for key, _ in matches}, best)
+        story_ids = {self.articles[key].story_id for key, _ in matches}
+        self._remember(new)  # before joining: rescoring against a new canonical needs its signature
+        story = self._join(new, story_ids, best) if best else self._found(new)
         self._changes.new_articles.append((article, lineage))
-        self._remember(new)
         return Decision(method, story.id, num_candidates, best[1].score if best else None)
 
     def _find_matches(self, article: PreparedArticle) -> tuple[str, list[tuple[str, Similarity]], int]:
@@ -177,7 +175,7 @@ class Matcher:
 
     def _found(self, article: IndexedArticle) -> Story:
         published = article.contender.published_at
-        story = Story(f"s-{article.key}", article.key, [], Counter(), published, published)
+        story = Story(f"s-{article.key}", article.key, [], Counter(), published, published, self.clock())
         self.stories[story.id] = story
         self._changes.new_stories.add(story.id)
         self._add_member(story, article)
@@ -243,7 +241,7 @@ class Matcher:
     def _similarity_to_canonical(self, article: IndexedArticle, story: Story) -> Similarity:
         if article.key == story.canonical_key:
             return Similarity(1.0, 1.0)
-        canonical = self.articles.get(story.canonical_key) or article
+        canonical = self.articles[story.canonical_key]
         return estimate_similarity(article.signature, article.num_shingles, canonical.signature, canonical.num_shingles)
 
     def _rank(self, key: str) -> tuple:
@@ -261,7 +259,8 @@ class Matcher:
         self._changes.events.append(StoryEvent(story_id, kind, article_key, reason, similarity))
 
     def _touch(self, story: Story) -> None:
-        heapq.heappush(self._expiry, (story.last_seen, story.id))
+        story.last_touched = self.clock()
+        heapq.heappush(self._expiry, (story.last_touched, story.id))
 
     def story(self, story_id: str, changes: Changes) -> Story:
         """A story's current state, including one merged away during the batch of ``changes``."""
@@ -273,18 +272,19 @@ class Matcher:
         return changes
 
     def evict_expired(self) -> int:
-        """Forget stories last seen before the retention window; returns articles forgotten.
+        """Forget stories that nothing joined for the retention window; returns articles forgotten.
 
-        Stream time is the newest published_at seen (capped at now + 1 day, so one article from
-        the far future cannot empty the index). Call between batches, after the writer ran.
+        Retention counts processing time, not published_at: partitions are read unevenly, so
+        publication times arrive out of order, and a replay of old news must not evict the
+        stories it is building. Call between batches, after the writer ran.
         """
-        cutoff = self._stream_time - self.retention
+        cutoff = self.clock() - self.retention
         forgotten = 0
         while self._expiry and self._expiry[0][0] < cutoff:
-            last_seen, story_id = heapq.heappop(self._expiry)
+            touched, story_id = heapq.heappop(self._expiry)
             story = self.stories.get(story_id)
-            if story is None or story.last_seen != last_seen:
-                continue  # merged away, or seen again since: a newer heap entry stands for it
+            if story is None or story.last_touched != touched:
+                continue  # merged away, or touched again since: a newer heap entry stands for it
             for key in story.members:
                 article = self.articles.pop(key)
                 self.index.remove(key)
@@ -293,11 +293,3 @@ class Matcher:
                 forgotten += 1
             del self.stories[story_id]
         return forgotten
-
-    @property
-    def retention_cutoff(self) -> datetime:
-        return self._stream_time - self.retention
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)

@@ -36,6 +36,9 @@ class Settings:
         "SQLAlchemy URL of the store. PostgreSQL: postgresql+psycopg://USER:PASSWORD@HOST:PORT/DB; "
         "TLS through libpq query parameters such as ?sslmode=verify-full&sslrootcert=/path/ca.pem.",
         secret=True)
+    migration_database_url: str = setting(
+        "", "URL 'newsdedup db upgrade' uses: the owner role, which may create tables. Empty: database_url.",
+        secret=True)
     # -- Kafka --
     kafka_bootstrap_servers: str = setting("localhost:9092", "Comma-separated Kafka brokers (host:port).")
     kafka_security_protocol: str = setting("PLAINTEXT", "PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL.")

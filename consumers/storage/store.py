@@ -103,7 +103,7 @@ class StoryStore:
             "id": story.id, "match_partition": match_partition, "canonical_article_id": story.canonical_key,
             "member_count": len(story.members), "outlet_count": len(story.outlets),
             "first_seen_at": story.first_seen, "last_seen_at": story.last_seen,
-            "merged_into": story.merged_into, "created_at": now, "updated_at": now,
+            "merged_into": story.merged_into, "created_at": now, "updated_at": story.last_touched,
         }
 
     @staticmethod
@@ -136,26 +136,23 @@ class StoryStore:
 
     def load_into(self, matcher: Matcher, match_partitions: Sequence[int], fingerprint_identity: str) -> int:
         """Rebuild a matcher's state from stored stories still inside its retention window."""
-        newest_stmt = select(func.max(StoryRow.last_seen_at)).where(StoryRow.match_partition.in_(match_partitions))
+        cutoff = matcher.clock() - matcher.retention
+        live = (StoryRow.match_partition.in_(match_partitions), StoryRow.merged_into.is_(None),
+                StoryRow.updated_at >= cutoff)
         with self.engine.connect() as conn:
-            newest = conn.execute(newest_stmt).scalar()
-            if newest is None:
-                return 0
-            cutoff = newest - matcher.retention
             story_rows = conn.execute(
-                select(StoryRow.id, StoryRow.canonical_article_id, StoryRow.first_seen_at, StoryRow.last_seen_at)
-                .where(StoryRow.match_partition.in_(match_partitions), StoryRow.merged_into.is_(None),
-                       StoryRow.last_seen_at >= cutoff)
+                select(StoryRow.id, StoryRow.canonical_article_id, StoryRow.first_seen_at, StoryRow.last_seen_at,
+                       StoryRow.updated_at).where(*live)
             ).all()
-            stories = [Story(sid, canonical, [], Counter(), first, last) for sid, canonical, first, last in story_rows]
+            stories = [Story(sid, canonical, [], Counter(), first, last, touched)
+                       for sid, canonical, first, last, touched in story_rows]
             article_rows = conn.execution_options(yield_per=10_000).execute(
                 select(ArticleRow.id, ArticleRow.story_id, ArticleRow.published_at, ArticleRow.source,
                        func.length(ArticleRow.body), ArticleRow.signature, ArticleRow.num_shingles,
                        ArticleRow.content_hash, ArticleRow.match_method, ArticleRow.similarity,
                        ArticleRow.containment, ArticleRow.fingerprint_identity)
                 .join(StoryRow, StoryRow.id == ArticleRow.story_id)
-                .where(StoryRow.match_partition.in_(match_partitions), StoryRow.merged_into.is_(None),
-                       StoryRow.last_seen_at >= cutoff)
+                .where(*live)
                 .order_by(ArticleRow.published_at, ArticleRow.id)
             )
             by_id = {story.id: story for story in stories}

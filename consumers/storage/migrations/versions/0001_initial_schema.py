@@ -35,7 +35,7 @@ def upgrade() -> None:
     sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_stories'))
     )
-    op.create_index('ix_stories_last_seen_at', 'stories', ['last_seen_at'])
+    op.create_index('ix_stories_updated_at', 'stories', ['updated_at'])
     op.create_index('ix_stories_match_partition', 'stories', ['match_partition'])
 
     op.create_table('story_events',
@@ -97,7 +97,7 @@ def downgrade() -> None:
 
     op.drop_table('story_events')
     op.drop_index('ix_stories_match_partition', table_name='stories')
-    op.drop_index('ix_stories_last_seen_at', table_name='stories')
+    op.drop_index('ix_stories_updated_at', table_name='stories')
 
     op.drop_table('stories')
     op.drop_table('consumer_offsets')
