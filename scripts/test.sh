@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# The README's second command: install everything, start the real services, run the whole suite.
+#
+#   bash scripts/test.sh [PYTEST ARGS...]
+#
+# 1. a virtualenv in .venv with the project and its dev tools (pip, from PyPI);
+# 2. Kafka and PostgreSQL on 127.0.0.1 through scripts/services.sh (installs Java, Maven and
+#    PostgreSQL with apt-get when missing; Kafka's jars come from Maven Central);
+# 3. ruff, then pytest: unit tests and integration tests against those services.
+# Services are stopped at the end unless NEWSDEDUP_KEEP_SERVICES=1.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+say() { printf 'test: %s\n' "$*" >&2; }
+
+if ! python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+  say "Python 3.11 or newer is needed (found: $(python3 --version 2>&1))"; exit 2
+fi
+if [ ! -x .venv/bin/python ]; then
+  say "creating .venv"
+  python3 -m venv .venv || { apt-get update -qq && apt-get install -y -qq python3-venv && python3 -m venv .venv; }
+fi
+say "installing the project and its dev tools into .venv"
+.venv/bin/python -m pip install -q --upgrade pip
+.venv/bin/python -m pip install -q -e '.[dev]'
+
+say "starting services"
+settings=$(bash scripts/services.sh up) && eval "$settings"
+if [ "${NEWSDEDUP_KEEP_SERVICES:-0}" != 1 ]; then
+  trap 'bash scripts/services.sh down >/dev/null 2>&1 || true' EXIT
+fi
+
+say "ruff"
+.venv/bin/ruff check .
+say "pytest"
+.venv/bin/python -m pytest "$@"
