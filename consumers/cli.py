@@ -107,6 +107,15 @@ def build_parser() -> argparse.ArgumentParser:
     db.add_argument("--db", dest="url", help="database URL (default: for upgrade migration_database_url, "
                                              "else database_url; upgrade needs the owner role)")
 
+    evaluate = command("eval", "Run embedded mode on a labelled set and score it: pairwise, B-cubed, ARI, "
+                               "canonical accuracy, and the worst mistakes.", cmd_eval)
+    evaluate.add_argument("--input", required=True, help="JSONL articles (the format of shared/eval/dev)")
+    evaluate.add_argument("--labels", required=True, help='JSONL {"id": ..., "cluster": ...} per article')
+    evaluate.add_argument("--db", dest="setting_database_url",
+                          help="database to run into (default: a new SQLite file in a temporary folder)")
+    evaluate.add_argument("--predictions", help="also write the predictions (run --export format) here")
+    evaluate.add_argument("--show", type=int, default=5, help="how many false merges and false splits to show")
+
     command("topics", "Create the service's Kafka topics if they are missing.", cmd_topics)
 
     show = command("settings", "List every setting with its variable, flag, default and current value.",
@@ -216,6 +225,36 @@ def cmd_db(args: argparse.Namespace, settings: Settings) -> int:
     url = args.url or settings.database_url
     schema.check_at_head(make_engine(url))
     print(f"{safe_url(url)} is at head ({schema.head_revision()})")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
+    import tempfile
+
+    from consumers.embedded import run_embedded
+    from consumers.evaluation import mistakes, score
+    from consumers.report import print_scores
+    from consumers.settings import replace
+    from consumers.storage import schema
+
+    labels = [json.loads(line) for line in Path(args.labels).read_text(encoding="utf-8").splitlines() if line.strip()]
+    gold = {str(row["id"]): json.dumps(row["cluster"], sort_keys=True) for row in labels}
+    with tempfile.TemporaryDirectory() as folder:
+        if args.setting_database_url is None:
+            settings = replace(settings, database_url=f"sqlite:///{folder}/eval.db")
+        store = _store(settings)
+        schema.upgrade(store.engine)
+        with Path(args.input).open("rb") as source:
+            summary = run_embedded(source, Path(args.input).name, settings, store)
+        if args.predictions:
+            _write_export(store, args.predictions)
+        views, published, canonical_of = {}, {}, {}
+        for view, published_at, canonical_id in store.article_views():
+            views[view.id], published[view.id] = view, published_at
+            canonical_of[view.story_id] = canonical_id
+        store.engine.dispose()
+    scores = score(gold, {i: v.story_id for i, v in views.items()}, canonical_of, published)
+    print_scores(summary, scores, mistakes(gold, views, args.show))
     return 0
 
 

@@ -65,17 +65,61 @@ _DATELINE = re.compile(
 )
 
 
+# Paragraphs that belong to the page rather than the story, though they are not formulaic
+# enough to be chrome lines: photo captions and credits (the same agency photo illustrates many
+# different stories), embedded tweets (quoted by independent stories alike), script code left by
+# the scraper, and short fragments (menus, buttons, live-blog times, related headlines).
+_CAPTION = re.compile(
+    r"\bAP Photo/|\bREUTERS/|\((?:Photo|Image) by [^)]{2,80}\)|\([^()]{2,60}\bvia (?:AP|Reuters|AFP|Getty)[^()]{0,20}\)"
+    r"|\bPhoto(?:graph)?(?: by)?:? [^.]{2,60}/ ?(?:AP|AFP|Getty|Reuters|EPA)\b|\bGetty Images\b"
+    r"|^FILE\s*[-–—]|\bin this (?:\w+ ){0,6}file (?:photo|image)\b",
+    re.IGNORECASE,
+)
+_CREDIT_ONLY = re.compile(r"^\(?(?:photo(?:graph)?:?\s*)?[^()]{2,60}(?:/|\bvia )(?:AP|AFP|Getty|Reuters|EPA)[^()]{0,30}\)?$",
+                          re.IGNORECASE)
+_TWEET_SIGNATURE = re.compile(r"^[—–-]\s*.{1,80}\(@\w{1,30}\)\s+\w+\.? \d{1,2}, \d{4}$")
+_CODE = re.compile(r"[{};]\s*$|\bwindow\.|\bfunction\s*\(|_taboola|\bgoogletag\b|\bdocument\.\w")
+_SENTENCE_END = re.compile(r"[.!?…\"'”’)\]]\s*$")
+MIN_PARAGRAPH_WORDS = 4  # shorter paragraphs are buttons and labels ("More", "Close", "Edit")
+MIN_UNPUNCTUATED_WORDS = 10  # shorter ones without a sentence end are headings and links
+MIN_STORY_WORDS = 30  # below this, keep the captions: the page is a gallery, and they are its text
+
+
 def clean_text(body: str) -> str:
-    """Drop chrome lines and the wire dateline; keep the story's paragraphs, readable."""
-    paragraphs: list[str] = []
+    """Drop chrome, captions, tweets, code and fragments, and the wire dateline; keep the story readable."""
+    paragraphs = _without_chrome_lines(body)
+    story = _story_paragraphs(paragraphs)
+    if sum(len(p.split()) for p in story) < MIN_STORY_WORDS:
+        story = [p for p in paragraphs if not _CODE.search(p)]
+    if story:
+        story[0] = _DATELINE.sub("", story[0], count=1)
+    return "\n\n".join(p for p in story if p)
+
+
+def _without_chrome_lines(body: str) -> list[str]:
+    paragraphs = []
     for block in re.split(r"\n\s*\n", body.translate(_ZERO_WIDTH)):
-        lines = [line.strip() for line in block.splitlines()]
-        kept = [line for line in lines if line and not is_chrome_line(line)]
+        kept = [line.strip() for line in block.splitlines() if line.strip() and not is_chrome_line(line)]
         if kept:
             paragraphs.append(" ".join(kept))
-    if paragraphs:
-        paragraphs[0] = _DATELINE.sub("", paragraphs[0], count=1)
-    return "\n\n".join(p for p in paragraphs if p)
+    return paragraphs
+
+
+def _story_paragraphs(paragraphs: list[str]) -> list[str]:
+    story: list[str] = []
+    for paragraph in paragraphs:
+        text = html.unescape(paragraph).translate(_TYPOGRAPHY).strip()
+        words = len(text.split())
+        if _CREDIT_ONLY.match(text) or _TWEET_SIGNATURE.match(text):
+            if story and len(story[-1].split()) <= 80:
+                story.pop()  # the caption this credit closes, or the tweet this signature signs
+            continue
+        if _CAPTION.search(text) or _CODE.search(text) or words < MIN_PARAGRAPH_WORDS:
+            continue
+        if words < MIN_UNPUNCTUATED_WORDS and not _SENTENCE_END.search(text):
+            continue
+        story.append(paragraph)
+    return story
 
 
 def is_chrome_line(line: str) -> bool:

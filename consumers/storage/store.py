@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from sqlalchemy import Engine, bindparam, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
+from consumers.evaluation import ArticleView
 from consumers.matcher import Changes, IndexedArticle, Matcher, Story
 from consumers.stages.elect import Contender
 from consumers.stages.fingerprint import signature_from_bytes, signature_to_bytes
@@ -185,6 +186,20 @@ class StoryStore:
         with self.engine.connect() as conn:
             for input_id, story_id, canonical_id, is_canonical, similarity in conn.execute(stmt):
                 yield ExportRow(input_id, story_id, canonical_id, bool(is_canonical), similarity)
+
+    def article_views(self) -> Iterator[tuple[ArticleView, datetime, str]]:
+        """(view, published_at, the story's canonical input id) per article, keyed by input id."""
+        canonical = ArticleRow.__table__.alias("canonical")
+        stmt = (
+            select(ArticleRow.input_id, ArticleRow.story_id, ArticleRow.title, ArticleRow.source,
+                   ArticleRow.signature, ArticleRow.num_shingles, ArticleRow.published_at, canonical.c.input_id)
+            .join(StoryRow, StoryRow.id == ArticleRow.story_id)
+            .join(canonical, canonical.c.id == StoryRow.canonical_article_id)
+        )
+        with self.engine.connect() as conn:
+            for input_id, story_id, title, source, signature, size, published, canonical_id in conn.execute(stmt):
+                view = ArticleView(input_id, story_id, title, source, signature_from_bytes(signature), size)
+                yield view, published, canonical_id
 
     def counts(self) -> dict[str, int]:
         with self.engine.connect() as conn:
