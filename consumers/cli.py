@@ -133,6 +133,8 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
+    from contextlib import ExitStack
+
     from tqdm import tqdm
 
     from consumers.embedded import Rejection, run_embedded
@@ -142,19 +144,23 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     store = _store(settings)
     if schema.current_revision(store.engine) != schema.head_revision():
         schema.upgrade(store.engine)  # embedded mode owns its database
-    source = sys.stdin.buffer if args.input == "-" else Path(args.input).open("rb")  # noqa: SIM115
-    total = None if args.input == "-" else sum(1 for line in Path(args.input).open("rb") if line.strip())
-    dead = Path(args.dead_letters).open("w", encoding="utf-8") if args.dead_letters else None  # noqa: SIM115
+    with ExitStack() as stack:
+        if args.input == "-":
+            source, total = sys.stdin.buffer, None
+        else:
+            with Path(args.input).open("rb") as counting:
+                total = sum(1 for line in counting if line.strip())
+            source = stack.enter_context(Path(args.input).open("rb"))
+        dead = stack.enter_context(Path(args.dead_letters).open("w", encoding="utf-8")) if args.dead_letters else None
 
-    def on_reject(rejection: Rejection) -> None:
-        if dead:
-            dead.write(json.dumps({"line": rejection.line, "reason": rejection.reason, "detail": rejection.detail,
-                                   "raw": rejection.raw.decode("utf-8", "replace")}) + "\n")
+        def on_reject(rejection: Rejection) -> None:
+            if dead:
+                dead.write(json.dumps({"line": rejection.line, "reason": rejection.reason, "detail": rejection.detail,
+                                       "raw": rejection.raw.decode("utf-8", "replace")}) + "\n")
 
-    with source, tqdm(total=total, unit=" articles", disable=args.no_progress, file=sys.stderr, desc="run") as bar:
+        bar = stack.enter_context(tqdm(total=total, unit=" articles", disable=args.no_progress, file=sys.stderr,
+                                       desc="run"))
         summary = run_embedded(source, Path(args.input).name, settings, store, on_reject, bar.update)
-    if dead:
-        dead.close()
     if args.export:
         _write_export(store, args.export)
     print_run_summary(summary, store, args.top, args.export)

@@ -61,10 +61,8 @@ def score(
     br = sum(Fraction(v * v, gold_sizes[g]) for (g, _), v in cells.items()) / n
     expected = Fraction(true_pairs * predicted_pairs, _pairs(n)) if n > 1 else Fraction(0)
     maximum = Fraction(true_pairs + predicted_pairs, 2)
-    if maximum == expected:
-        ari = Fraction(1 if tp == maximum else 0)
-    else:
-        ari = (tp - expected) / (maximum - expected)
+    # Both partitions trivial (all singletons, say): ARI is 1 when they agree, else 0.
+    ari = (tp - expected) / (maximum - expected) if maximum != expected else Fraction(int(tp == maximum))
     return Scores(
         articles=n, pairwise_precision=float(p), pairwise_recall=float(r), pairwise_f1=float(_f1(p, r)),
         bcubed_precision=float(bp), bcubed_recall=float(br), bcubed_f1=float(_f1(bp, br)),

@@ -168,7 +168,8 @@ class Matcher:
         matches = []
         for key in candidates:
             other = self.articles[key]
-            similarity = estimate_similarity(article.signature, article.num_shingles, other.signature, other.num_shingles)
+            similarity = estimate_similarity(article.signature, article.num_shingles,
+                                             other.signature, other.num_shingles)
             if verify(similarity, article.num_shingles, other.num_shingles, self.config):
                 matches.append((key, similarity))
         return (NEAR if matches else CANONICAL), matches, len(candidates)

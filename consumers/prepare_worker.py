@@ -12,6 +12,7 @@ import logging
 
 from kafka import KafkaProducer
 from kafka.consumer.fetcher import ConsumerRecord
+from kafka.producer.future import FutureRecordMetadata
 from kafka.structs import OffsetAndMetadata
 
 from consumers.kafka_io import PROCESSING_ERROR, ensure_topics, make_consumer, make_producer, send_dead_letter
@@ -60,7 +61,8 @@ def run_prepare(settings: Settings, stop: StopFlag, max_idle_polls: int | None =
     return handled
 
 
-def handle_raw(record: ConsumerRecord, producer: KafkaProducer, settings: Settings, config: FingerprintConfig):  # type: ignore[no-untyped-def]
+def handle_raw(record: ConsumerRecord, producer: KafkaProducer, settings: Settings,
+               config: FingerprintConfig) -> FutureRecordMetadata:
     """One raw message → a fingerprinted record or a dead letter; returns the send's future."""
     try:
         if record.value is None:
@@ -77,4 +79,5 @@ def handle_raw(record: ConsumerRecord, producer: KafkaProducer, settings: Settin
         return send_dead_letter(producer, settings.topic_dead_letters, record, PROCESSING_ERROR,
                                 f"{type(exc).__name__}: {exc}")
     lineage = Lineage(record.topic, record.partition, record.offset, record.timestamp)
-    return producer.send(settings.topic_fingerprinted, key=prepared.lang.encode(), value=encode_prepared(prepared, lineage))
+    value = encode_prepared(prepared, lineage)
+    return producer.send(settings.topic_fingerprinted, key=prepared.lang.encode(), value=value)

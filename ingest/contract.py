@@ -105,7 +105,8 @@ def article_from_dict(obj: dict[str, Any]) -> Article:
     if type(version) is not int:
         raise InvalidArticle(WRONG_TYPE, f"schema_version must be an integer, got {_type_name(version)}")
     if version != SCHEMA_VERSION:
-        raise InvalidArticle(UNSUPPORTED_VERSION, f"schema_version {version} is not supported (this build reads {SCHEMA_VERSION})")
+        raise InvalidArticle(UNSUPPORTED_VERSION,
+                             f"schema_version {version} is not supported (this build reads {SCHEMA_VERSION})")
     article_id = _required_str(obj, "id")
     url = _required_str(obj, "url")
     if not url.lower().startswith(("http://", "https://")):

@@ -13,6 +13,7 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from ingest.contract import INVALID_VALUE, MISSING_FIELD, InvalidArticle
 
@@ -49,7 +50,7 @@ def source_size(path: str) -> int | None:
     return target.stat().st_size
 
 
-def _jsonl(stream, name: str) -> Iterator[Record]:  # type: ignore[no-untyped-def]
+def _jsonl(stream: BinaryIO, name: str) -> Iterator[Record]:
     for number, line in enumerate(stream, 1):
         if line.strip():
             yield Record(f"{name}:{number}", line.rstrip(b"\r\n"))
@@ -67,7 +68,8 @@ def _html_file(file: Path) -> Record:
     url = getattr(meta, "url", None)
     date = getattr(meta, "date", None)
     if not url:
-        return Record(file.name, None, InvalidArticle(MISSING_FIELD, "the page names no URL (og:url or canonical link)"))
+        return Record(file.name, None,
+                      InvalidArticle(MISSING_FIELD, "the page names no URL (og:url or canonical link)"))
     if not date:
         return Record(file.name, None, InvalidArticle(INVALID_VALUE, "the page names no publication date"))
     article = {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
 
 # Parameters that identify a click or campaign, never the page. Matched case-insensitively.
@@ -28,10 +29,8 @@ def normalise_url(url: str) -> str:
     parts = urlsplit(url.strip())
     scheme = parts.scheme.lower()
     host = (parts.hostname or "").rstrip(".")
-    try:
+    with contextlib.suppress(UnicodeError):  # not valid IDNA: keep the lower-cased form, don't reject
         host = host.encode("idna").decode("ascii")
-    except UnicodeError:
-        pass  # not valid IDNA: keep the lower-cased form rather than reject the article
     port = parts.port if _has_valid_port(parts) else None
     netloc = host if port is None or str(port) == DEFAULT_PORTS.get(scheme) else f"{host}:{port}"
     path = quote(unquote(parts.path), safe="/:@!$&'()*+,;=-._~%") or "/"

@@ -41,11 +41,11 @@ class MatchConfig:
         """Cross-field rules, checked at start-up with the values in the message."""
         if (self.num_bands is None) != (self.rows_per_band is None):
             raise ValueError("set both num_bands and rows_per_band, or neither")
-        if self.num_bands is not None and self.rows_per_band is not None:
-            if self.num_bands * self.rows_per_band > fingerprint.num_perm:
-                raise ValueError(
-                    f"num_bands * rows_per_band = {self.num_bands * self.rows_per_band} exceeds "
-                    f"num_perm = {fingerprint.num_perm}")
+        if self.num_bands is not None and self.rows_per_band is not None \
+                and self.num_bands * self.rows_per_band > fingerprint.num_perm:
+            raise ValueError(
+                f"num_bands * rows_per_band = {self.num_bands * self.rows_per_band} exceeds "
+                f"num_perm = {fingerprint.num_perm}")
         for name in ("lsh_threshold", "jaccard_threshold", "containment_threshold"):
             value = getattr(self, name)
             if not 0.0 < value <= 1.0:

@@ -75,8 +75,8 @@ _CAPTION = re.compile(
     r"|^FILE\s*[-–—]|\bin this (?:\w+ ){0,6}file (?:photo|image)\b",
     re.IGNORECASE,
 )
-_CREDIT_ONLY = re.compile(r"^\(?(?:photo(?:graph)?:?\s*)?[^()]{2,60}(?:/|\bvia )(?:AP|AFP|Getty|Reuters|EPA)[^()]{0,30}\)?$",
-                          re.IGNORECASE)
+_CREDIT_ONLY = re.compile(
+    r"^\(?(?:photo(?:graph)?:?\s*)?[^()]{2,60}(?:/|\bvia )(?:AP|AFP|Getty|Reuters|EPA)[^()]{0,30}\)?$", re.IGNORECASE)
 _TWEET_SIGNATURE = re.compile(r"^[—–-]\s*.{1,80}\(@\w{1,30}\)\s+\w+\.? \d{1,2}, \d{4}$")
 _CODE = re.compile(r"[{};]\s*$|\bwindow\.|\bfunction\s*\(|_taboola|\bgoogletag\b|\bdocument\.\w")
 _SENTENCE_END = re.compile(r"[.!?…\"'”’)\]]\s*$")

@@ -18,6 +18,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from consumers.evaluation import ArticleView
 from consumers.matcher import Changes, IndexedArticle, Matcher, Story
+from consumers.prepare import Lineage, PreparedArticle
 from consumers.stages.elect import Contender
 from consumers.stages.fingerprint import signature_from_bytes, signature_to_bytes
 from consumers.stages.match import Similarity
@@ -108,8 +109,8 @@ class StoryStore:
         }
 
     @staticmethod
-    def _article_values(prepared, lineage, indexed: IndexedArticle, match_partition: int,  # type: ignore[no-untyped-def]
-                        now: datetime) -> dict:
+    def _article_values(prepared: PreparedArticle, lineage: Lineage, indexed: IndexedArticle,
+                        match_partition: int, now: datetime) -> dict:
         return {
             "id": prepared.key, "story_id": indexed.story_id, "input_id": prepared.input_id,
             "url": prepared.url, "url_normalised": prepared.url_normalised, "source": prepared.source,
@@ -220,7 +221,8 @@ class StoryStore:
             result = []
             for story_id, members in top:
                 outlets = conn.execute(
-                    select(ArticleRow.source).where(ArticleRow.story_id == story_id).distinct().order_by(ArticleRow.source)
+                    select(ArticleRow.source).where(ArticleRow.story_id == story_id)
+                    .distinct().order_by(ArticleRow.source)
                 ).scalars().all()
                 result.append((story_id, members, list(outlets)))
             return result

@@ -146,6 +146,6 @@ def test_the_service_role_cannot_change_the_schema(settings: Settings) -> None:
     engine = create_engine(settings.database_url)
     with pytest.raises(ProgrammingError, match="permission denied"), engine.begin() as conn:
         conn.execute(text("CREATE TABLE intruder (id int)"))
-    with pytest.raises(ProgrammingError, match="must be owner|permission denied"), engine.begin() as conn:
+    with pytest.raises(ProgrammingError, match=r"must be owner|permission denied"), engine.begin() as conn:
         conn.execute(text("DROP TABLE articles"))
     engine.dispose()

@@ -1,7 +1,7 @@
 """Initial schema: stories, articles, the story event log, and consumer offsets.
 
 Revision ID: 0001
-Revises: 
+Revises:
 """
 
 import sqlalchemy as sa
