@@ -80,6 +80,9 @@ class Settings:
     retention_days: float = setting(30.0, "Stories not seen for this long leave the in-memory index.")
     # -- operations --
     log_level: str = setting("INFO", "DEBUG, INFO, WARNING or ERROR.")
+    metrics_port: int = setting(9400, "Port of /metrics, /healthz and /readyz (0: no HTTP server).")
+    metrics_host: str = setting("0.0.0.0", "Address the metrics server listens on.")
+    stall_seconds: float = setting(120.0, "/healthz fails when the loop made no progress for this long.")
 
     def __post_init__(self) -> None:
         self.match_config().check(self.fingerprint_config())

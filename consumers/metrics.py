@@ -1,0 +1,148 @@
+"""Prometheus metrics and the health endpoints: the only module that imports prometheus_client.
+
+Names follow Prometheus conventions: one prefix (``newsdedup_``), base units in the name
+(``_seconds``, ``_bytes``, ``_ratio``), ``_total`` for counters. Labels take values from small
+fixed sets only (role, outcome, reason, stage, topic, partition): never a URL, outlet or id.
+
+The HTTP server on ``metrics_port`` serves ``/metrics``, ``/healthz`` (the process is alive and
+its loop is not stalled) and ``/readyz`` (connected to Kafka and the database, index loaded).
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics, make_wsgi_app
+
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+END_TO_END_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 21600, 86400)
+RATIO_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0)
+COUNT_BUCKETS = (0, 1, 2, 3, 5, 10, 20, 50, 100, 200, 500)
+
+
+class Metrics:
+    """Every metric newsdedup exports, registered on a registry of its own (tests make many)."""
+
+    def __init__(self, role: str, registry: CollectorRegistry | None = None) -> None:
+        disable_created_metrics()  # the *_created series double the series count for nothing a dashboard uses
+        self.role = role
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.articles = Counter("newsdedup_articles", "Articles handled, by outcome: canonical (new story), "
+                                "near, exact, duplicate (already stored) or rejected.", ["role", "outcome"], registry=r)
+        self.rejected = Counter("newsdedup_rejected_articles", "Articles rejected, by reason.",
+                                ["role", "reason"], registry=r)
+        self.dead_letters = Counter("newsdedup_dead_letters", "Messages sent to the dead-letter topic, by reason.",
+                                    ["role", "reason"], registry=r)
+        self.stage_seconds = Histogram("newsdedup_stage_duration_seconds", "Time spent in one stage for one article "
+                                       "(db_write: per batch).", ["role", "stage"], buckets=LATENCY_BUCKETS, registry=r)
+        self.end_to_end_seconds = Histogram(
+            "newsdedup_end_to_end_seconds", "From scraped_at (since=scraped) or from the raw Kafka record's timestamp "
+            "(since=kafka) to stored.", ["since"], buckets=END_TO_END_BUCKETS, registry=r)
+        self.candidates = Histogram("newsdedup_lsh_candidates", "LSH candidates looked at per article.",
+                                    buckets=COUNT_BUCKETS, registry=r)
+        self.similarity = Histogram("newsdedup_match_similarity_ratio", "Similarity of accepted near matches "
+                                    "(max of Jaccard and containment).", buckets=RATIO_BUCKETS, registry=r)
+        self.story_size = Histogram("newsdedup_story_size_articles", "Size of the story an article joined or founded.",
+                                    buckets=COUNT_BUCKETS, registry=r)
+        self.index_articles = Gauge("newsdedup_index_articles", "Articles in the in-memory index.", ["partition"],
+                                    registry=r)
+        self.index_stories = Gauge("newsdedup_index_stories", "Stories in the in-memory index.", ["partition"],
+                                   registry=r)
+        self.index_bytes = Gauge("newsdedup_index_memory_bytes", "Estimated memory of the in-memory index.",
+                                 ["partition"], registry=r)
+        self.stories_created = Counter("newsdedup_stories_created", "Stories founded.", registry=r)
+        self.canonical_changes = Counter("newsdedup_canonical_changes", "Canonical elections that changed a story's "
+                                         "canonical article.", registry=r)
+        self.story_merges = Counter("newsdedup_story_merges", "Stories merged into another story.", registry=r)
+        self.db_errors = Counter("newsdedup_database_errors", "Database operations that failed.", ["role"], registry=r)
+        self.db_retries = Counter("newsdedup_database_retries", "Database operations retried after a failure.",
+                                  ["role"], registry=r)
+        self.commits = Counter("newsdedup_commits", "Batches committed (database and Kafka offsets).", ["role"],
+                               registry=r)
+        self.commit_failures = Counter("newsdedup_commit_failures", "Batch commits that failed.", ["role"], registry=r)
+        self.rebalances = Counter("newsdedup_rebalances", "Partition assignments and revocations.",
+                                  ["role", "change"], registry=r)
+        self.lag_messages = Gauge("newsdedup_consumer_lag_messages", "Messages behind the end of the partition.",
+                                  ["role", "topic", "partition"], registry=r)
+        self.lag_seconds = Gauge("newsdedup_consumer_lag_seconds", "Age of the last record processed while behind "
+                                 "the end of the partition; 0 when caught up.", ["role", "topic", "partition"],
+                                 registry=r)
+        self.last_processed = Gauge("newsdedup_last_processed_timestamp_seconds", "Unix time of the last record "
+                                    "processed.", ["role"], registry=r)
+        self.ready = Gauge("newsdedup_ready", "1 when /readyz answers ready.", ["role"], registry=r)
+        self.build_info = Gauge("newsdedup_build_info", "Build of the running process (value 1).",
+                                ["version", "python"], registry=r)
+        self.build_info.labels(version=package_version(), python=platform.python_version()).set(1)
+        # Create the labelled children that always exist, so dashboards show zeros instead of gaps.
+        for outcome in ("canonical", "near", "exact", "duplicate", "rejected"):
+            self.articles.labels(role=role, outcome=outcome)
+        for counter in (self.commits, self.commit_failures, self.db_errors, self.db_retries):
+            counter.labels(role=role)
+        self.ready.labels(role=role).set(0)
+
+    def observe_stage(self, stage: str, seconds: float) -> None:
+        self.stage_seconds.labels(role=self.role, stage=stage).observe(seconds)
+
+
+def package_version() -> str:
+    try:
+        return version("newsdedup")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+@dataclass
+class Health:
+    """What /healthz and /readyz answer from; the loop updates it, the HTTP thread reads it."""
+
+    stall_seconds: float = 120.0
+    last_tick: float = field(default_factory=time.monotonic)
+    checks: dict[str, bool] = field(default_factory=dict)  # e.g. kafka, database, index
+
+    def tick(self) -> None:
+        self.last_tick = time.monotonic()
+
+    def set(self, check: str, ok: bool) -> None:
+        self.checks[check] = ok
+
+    @property
+    def alive(self) -> bool:
+        return time.monotonic() - self.last_tick < self.stall_seconds
+
+    @property
+    def ready(self) -> bool:
+        return self.alive and bool(self.checks) and all(self.checks.values())
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class names it so
+        pass  # scrapes every few seconds would drown the JSON log
+
+
+def serve(metrics: Metrics, health: Health, port: int, host: str = "0.0.0.0") -> WSGIServer:  # noqa: S104
+    """Start the metrics and health server in a daemon thread; returns it (``shutdown()`` stops it)."""
+    metrics_app = make_wsgi_app(metrics.registry)
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "/")
+        if path in ("/healthz", "/readyz"):
+            ok = health.alive if path == "/healthz" else health.ready
+            metrics.ready.labels(role=metrics.role).set(int(health.ready))
+            body = json.dumps({"ok": ok, "alive": health.alive, "checks": health.checks}).encode()
+            start_response("200 OK" if ok else "503 Service Unavailable", [("Content-Type", "application/json")])
+            return [body]
+        metrics.ready.labels(role=metrics.role).set(int(health.ready))
+        return metrics_app(environ, start_response)
+
+    server = make_server(host, port, app, handler_class=_QuietHandler)
+    threading.Thread(target=server.serve_forever, name="metrics-http", daemon=True).start()
+    return server
