@@ -140,6 +140,7 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     from consumers.embedded import Rejection, run_embedded
     from consumers.report import print_run_summary
     from consumers.storage import schema
+    from consumers.telemetry import Telemetry
 
     store = _store(settings)
     if schema.current_revision(store.engine) != schema.head_revision():
@@ -160,7 +161,9 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
 
         bar = stack.enter_context(tqdm(total=total, unit=" articles", disable=args.no_progress, file=sys.stderr,
                                        desc="run"))
-        summary = run_embedded(source, Path(args.input).name, settings, store, on_reject, bar.update)
+        telemetry = Telemetry(settings, "embedded")
+        stack.callback(telemetry.close)
+        summary = run_embedded(source, Path(args.input).name, settings, store, on_reject, bar.update, telemetry)
     if args.export:
         _write_export(store, args.export)
     print_run_summary(summary, store, args.top, args.export)

@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 from consumers.matcher import DUPLICATE, Matcher
+from consumers.matching import match_batch
 from consumers.prepare import Lineage, prepare_article
 from consumers.settings import Settings
 from consumers.storage.store import StoryStore
+from consumers.telemetry import Telemetry
 from ingest.contract import InvalidArticle, parse_article
 
 EMBEDDED_PARTITION = 0
@@ -55,33 +57,45 @@ def run_embedded(
     source_name: str,
     settings: Settings,
     store: StoryStore,
-    on_reject: callable | None = None,  # type: ignore[valid-type]
-    on_progress: callable | None = None,  # type: ignore[valid-type]
+    on_reject: Callable[[Rejection], None] | None = None,
+    on_progress: Callable[[int], None] | None = None,
+    telemetry: Telemetry | None = None,
 ) -> RunSummary:
     """Process every line; write after each batch of ``settings.batch_max_messages``."""
     started = time.perf_counter()
     matcher = build_matcher(settings)
     store.load_into(matcher, [EMBEDDED_PARTITION], matcher.fingerprint.identity)
     summary = RunSummary()
+    observe = telemetry.stage if telemetry else None
+    if telemetry:
+        telemetry.health.checks.update(database=True, index=True)
     config = settings.fingerprint_config()
     topic = f"file:{source_name}"
     for batch in _batches(lines, settings.batch_max_messages):
+        items = []
         for offset, raw in batch:
             summary.read += 1
             try:
                 article = parse_article(raw, settings.max_message_bytes)
-                prepared = prepare_article(article, config)
+                items.append((prepare_article(article, config, observe), Lineage(topic, EMBEDDED_PARTITION, offset)))
             except InvalidArticle as exc:
                 summary.rejected[exc.reason] += 1
+                if telemetry:
+                    telemetry.rejected(exc.reason, dead_lettered=False)
                 if on_reject:
                     on_reject(Rejection(offset + 1, exc.reason, exc.detail, raw))
-                continue
-            decision = matcher.process(prepared, Lineage(topic, EMBEDDED_PARTITION, offset))
+        for decision in match_batch(matcher, store, items, telemetry):
             summary.outcomes[decision.outcome] += 1
         changes = matcher.take_changes()
         if changes:
+            written = time.perf_counter()
             store.write_batch(changes, matcher, [], EMBEDDED_PARTITION)
+            if telemetry:
+                telemetry.stored(changes, time.perf_counter() - written)
         matcher.evict_expired()
+        if telemetry:
+            telemetry.index(EMBEDDED_PARTITION, matcher)
+            telemetry.health.tick()
         if on_progress:
             on_progress(len(batch))
     summary.seconds = time.perf_counter() - started

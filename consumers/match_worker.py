@@ -30,35 +30,47 @@ from consumers.embedded import build_matcher
 from consumers.kafka_io import PROCESSING_ERROR, ensure_topics, make_consumer, make_producer, send_dead_letter
 from consumers.lifecycle import StopFlag
 from consumers.matcher import Changes, Matcher
+from consumers.matching import match_batch
 from consumers.prepare import decode_prepared
 from consumers.settings import Settings
 from consumers.storage.store import OffsetMark, StoryStore
+from consumers.telemetry import Telemetry
 
 log = logging.getLogger(__name__)
+ROLE = "match"
 MAX_BACKOFF_SECONDS = 30.0
+PING_SECONDS = 2.0
 
 
 class MatchWorker(ConsumerRebalanceListener):
     def __init__(self, settings: Settings, store: StoryStore, consumer: KafkaConsumer,
-                 producer: KafkaProducer, stop: StopFlag) -> None:
+                 producer: KafkaProducer, stop: StopFlag, telemetry: Telemetry) -> None:
         self.settings = settings
         self.store = store
         self.consumer = consumer
         self.producer = producer
         self.stop = stop
+        self.telemetry = telemetry
         self.matchers: dict[int, Matcher] = {}
         self.handled = 0
+        self._last_ping = 0.0
+        telemetry.health.checks.update(kafka=False, database=True, index=True)
 
     # -- rebalance callbacks (run inside poll, between batches) ------------------------------
 
     def on_partitions_assigned(self, assigned: Collection[TopicPartition]) -> None:
+        self.telemetry.rebalanced("assigned")
+        self.telemetry.health.set("index", False)
         for partition in assigned:
+            log.info("partition assigned", extra={"role": ROLE, "partition": partition.partition})
             self._restore(partition)
+        self.telemetry.health.set("index", True)
 
     def on_partitions_revoked(self, revoked: Collection[TopicPartition]) -> None:
+        self.telemetry.rebalanced("revoked")
         for partition in revoked:
             self.matchers.pop(partition.partition, None)
-            log.info("partition revoked", extra={"role": "match", "partition": partition.partition})
+            log.info("partition revoked", extra={"role": ROLE, "partition": partition.partition})
 
     def _restore(self, partition: TopicPartition) -> None:
         """Rebuild the partition's matcher from the database and seek to the stored offset."""
@@ -72,15 +84,18 @@ class MatchWorker(ConsumerRebalanceListener):
                 break
             except SQLAlchemyError as exc:
                 log.warning("database unavailable during rebuild, retrying",
-                            extra={"role": "match", "partition": partition.partition, "error": type(exc).__name__})
+                            extra={"role": ROLE, "partition": partition.partition, "error": type(exc).__name__})
+                self.telemetry.database_failed(retrying=True)
                 if self.stop.wait(backoff):
                     raise
                 backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
+        self.telemetry.health.set("database", True)
         if partition.partition in stored:
             self.consumer.seek(partition, stored[partition.partition])
         self.matchers[partition.partition] = matcher
+        self.telemetry.index(partition.partition, matcher)
         log.info("index rebuilt", extra={
-            "role": "match", "partition": partition.partition, "articles": loaded,
+            "role": ROLE, "partition": partition.partition, "articles": loaded,
             "seconds": round(time.perf_counter() - started, 3), "offset": stored.get(partition.partition)})
 
     # -- the loop ----------------------------------------------------------------------------
@@ -90,7 +105,10 @@ class MatchWorker(ConsumerRebalanceListener):
         while not self.stop:
             batch = self.consumer.poll(timeout_ms=self.settings.poll_timeout_ms,
                                        max_records=self.settings.batch_max_messages)
+            self.telemetry.health.tick()
+            self.telemetry.health.set("kafka", self.consumer.bootstrap_connected())
             if not batch:
+                self._ping_database()
                 idle += 1
                 if max_idle_polls is not None and idle >= max_idle_polls:
                     break
@@ -104,31 +122,50 @@ class MatchWorker(ConsumerRebalanceListener):
         matcher = self.matchers.get(partition.partition)
         if matcher is None:
             return  # revoked while the batch was fetched; the new owner reads it again
+        items = []
         for record in records:
             try:
-                prepared, lineage = decode_prepared(record.value)
-                matcher.process(prepared, lineage)
+                items.append(decode_prepared(record.value))
             except (ValueError, KeyError, TypeError) as exc:
                 log.warning("unreadable fingerprinted record",
-                            extra={"role": "match", "partition": record.partition, "offset": record.offset})
+                            extra={"role": ROLE, "partition": record.partition, "offset": record.offset})
+                self.telemetry.rejected(PROCESSING_ERROR, dead_lettered=True)
                 send_dead_letter(self.producer, self.settings.topic_dead_letters, record, PROCESSING_ERROR,
                                  f"{type(exc).__name__}: {exc}")
         next_offset = records[-1].offset + 1
-        changes = matcher.take_changes()
         mark = OffsetMark(self.settings.match_group, partition.topic, partition.partition, next_offset)
         try:
+            match_batch(matcher, self.store, items, self.telemetry)
+            changes = matcher.take_changes()
+            started = time.perf_counter()
             self.store.write_batch(changes, matcher, [mark], partition.partition)
         except SQLAlchemyError as exc:
-            log.error("database write failed; rebuilding the partition from the database",
-                      extra={"role": "match", "partition": partition.partition, "error": type(exc).__name__})
+            log.error("database failed; rebuilding the partition from the database",
+                      extra={"role": ROLE, "partition": partition.partition, "error": type(exc).__name__})
+            self.telemetry.database_failed(retrying=True)
             self.matchers.pop(partition.partition, None)
             self.stop.wait(1.0)
             self._restore(partition)
             return
+        self.telemetry.stored(changes, time.perf_counter() - started)
+        self.telemetry.health.set("database", True)
         self.handled += len(records)
         self._publish(changes)
         self.consumer.commit({partition: OffsetAndMetadata(next_offset, "", -1)})
+        self.telemetry.lag(self.consumer, partition, records[-1])
         matcher.evict_expired()
+        self.telemetry.index(partition.partition, matcher)
+
+    def _ping_database(self) -> None:
+        """When idle, check the database now and then, so readiness follows it."""
+        if time.monotonic() - self._last_ping < PING_SECONDS:
+            return
+        self._last_ping = time.monotonic()
+        try:
+            self.store.ping()
+            self.telemetry.health.set("database", True)
+        except SQLAlchemyError:
+            self.telemetry.health.set("database", False)
 
     def _publish(self, changes: Changes) -> None:
         for event in changes.events:
@@ -140,15 +177,17 @@ class MatchWorker(ConsumerRebalanceListener):
 
 
 def run_match(settings: Settings, store: StoryStore, stop: StopFlag, max_idle_polls: int | None = None) -> int:
+    telemetry = Telemetry(settings, ROLE)
     ensure_topics(settings)
     consumer = make_consumer(settings, settings.match_group)
     producer = make_producer(settings)
-    worker = MatchWorker(settings, store, consumer, producer, stop)
+    worker = MatchWorker(settings, store, consumer, producer, stop, telemetry)
     consumer.subscribe([settings.topic_fingerprinted], listener=worker)
-    log.info("match started", extra={"role": "match", "topic": settings.topic_fingerprinted})
+    log.info("match started", extra={"role": ROLE, "topic": settings.topic_fingerprinted})
     try:
         return worker.run(max_idle_polls)
     finally:
-        log.info("match stopping", extra={"role": "match", "handled": worker.handled})
+        log.info("match stopping", extra={"role": ROLE, "handled": worker.handled})
         producer.close(timeout=10)
         consumer.close()
+        telemetry.close()

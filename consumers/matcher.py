@@ -13,6 +13,7 @@ canonical is the best member under a total order (see ``stages.elect``).
 from __future__ import annotations
 
 import heapq
+import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -95,8 +96,11 @@ class Changes:
 class Decision:
     outcome: str  # CANONICAL (founded), EXACT, NEAR, or DUPLICATE
     story_id: str | None
-    candidates: int  # LSH candidates looked at
-    similarity: float | None  # of the best verified candidate
+    candidates: int = 0  # LSH candidates looked at
+    similarity: float | None = None  # of the best verified candidate
+    story_size: int = 0  # members of the story after this article
+    query_seconds: float = 0.0  # finding candidates
+    verify_seconds: float = 0.0  # verifying them
 
 
 class Matcher:
@@ -144,9 +148,10 @@ class Matcher:
                 f"signature made with {article.fingerprint_identity!r}, this matcher compares "
                 f"{self.fingerprint.identity!r}: run prepare and match with the same fingerprint settings")
         if article.key in self.articles:
-            return Decision(DUPLICATE, self.articles[article.key].story_id, 0, None)
+            return Decision(DUPLICATE, self.articles[article.key].story_id)
 
-        method, matches, num_candidates = self._find_matches(article)
+        started = time.perf_counter()
+        method, matches, num_candidates, query_seconds = self._find_matches(article)
         new = IndexedArticle(
             key=article.key, story_id="", method=method, signature=article.signature,
             num_shingles=article.num_shingles, content_hash=article.content_hash,
@@ -158,13 +163,18 @@ class Matcher:
         self._remember(new)  # before joining: rescoring against a new canonical needs its signature
         story = self._join(new, story_ids, best) if best else self._found(new)
         self._changes.new_articles.append((article, lineage))
-        return Decision(method, story.id, num_candidates, best[1].score if best else None)
+        verify_seconds = time.perf_counter() - started - query_seconds
+        return Decision(method, story.id, num_candidates, best[1].score if best else None, len(story.members),
+                        query_seconds, verify_seconds)
 
-    def _find_matches(self, article: PreparedArticle) -> tuple[str, list[tuple[str, Similarity]], int]:
+    def _find_matches(self, article: PreparedArticle) -> tuple[str, list[tuple[str, Similarity]], int, float]:
+        """(method, verified matches, candidates looked at, seconds spent finding candidates)."""
         same_content = self._by_content.get(article.content_hash)
         if same_content is not None:
-            return EXACT, [(same_content, Similarity(1.0, 1.0))], 0
+            return EXACT, [(same_content, Similarity(1.0, 1.0))], 0, 0.0
+        started = time.perf_counter()
         candidates = self.index.find_candidates(article.signature)
+        query_seconds = time.perf_counter() - started
         matches = []
         for key in candidates:
             other = self.articles[key]
@@ -172,7 +182,7 @@ class Matcher:
                                              other.signature, other.num_shingles)
             if verify(similarity, article.num_shingles, other.num_shingles, self.config):
                 matches.append((key, similarity))
-        return (NEAR if matches else CANONICAL), matches, len(candidates)
+        return (NEAR if matches else CANONICAL), matches, len(candidates), query_seconds
 
     def _found(self, article: IndexedArticle) -> Story:
         published = article.contender.published_at
@@ -262,6 +272,11 @@ class Matcher:
     def _touch(self, story: Story) -> None:
         story.last_touched = self.clock()
         heapq.heappush(self._expiry, (story.last_touched, story.id))
+
+    def estimated_bytes(self) -> int:
+        """A rough size of the index: signatures, LSH band entries and per-article bookkeeping."""
+        per_article = self.fingerprint.num_perm * 4 + self.index.bands[0] * 120 + 400
+        return len(self.articles) * per_article + len(self.stories) * 300
 
     def story(self, story_id: str, changes: Changes) -> Story:
         """A story's current state, including one merged away during the batch of ``changes``."""

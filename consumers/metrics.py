@@ -128,7 +128,7 @@ class _QuietHandler(WSGIRequestHandler):
         pass  # scrapes every few seconds would drown the JSON log
 
 
-def serve(metrics: Metrics, health: Health, port: int, host: str = "0.0.0.0") -> WSGIServer:  # noqa: S104
+def serve(metrics: Metrics, health: Health, port: int, host: str = "0.0.0.0") -> WSGIServer:
     """Start the metrics and health server in a daemon thread; returns it (``shutdown()`` stops it)."""
     metrics_app = make_wsgi_app(metrics.registry)
 

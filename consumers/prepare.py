@@ -9,9 +9,11 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -27,6 +29,7 @@ from ingest.contract import EMPTY_TEXT, Article, InvalidArticle, format_time, pa
 from ingest.urls import normalise_url
 
 WIRE_VERSION = 1
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,14 +65,22 @@ def article_key(url_normalised: str, content_hash: str) -> str:
     return hashlib.blake2b(f"{url_normalised}\n{content_hash}".encode(), digest_size=12).hexdigest()
 
 
-def prepare_article(article: Article, config: FingerprintConfig) -> PreparedArticle:
-    """extract → clean → normalise → fingerprint. Raises InvalidArticle when no text is left."""
-    raw_text = article.body if article.body and article.body.strip() else extract_text(article.html or "")
-    text = clean_text(raw_text)
-    normalised = normalise_text(text)
+def prepare_article(article: Article, config: FingerprintConfig,
+                    observe: Callable[[str, float], None] | None = None) -> PreparedArticle:
+    """extract → clean → normalise → fingerprint. Raises InvalidArticle when no text is left.
+
+    ``observe(stage, seconds)``, when given, is told how long each stage took.
+    """
+    clock = _StageClock(observe)
+    if article.body and article.body.strip():
+        raw_text = article.body
+    else:
+        raw_text = clock.run("extract", extract_text, article.html or "")
+    text = clock.run("clean", clean_text, raw_text)
+    normalised = clock.run("normalise", normalise_text, text)
     if not normalised:
         raise InvalidArticle(EMPTY_TEXT, "no article text left after extraction and cleaning")
-    fp = fingerprint(normalised, config)
+    fp = clock.run("fingerprint", fingerprint, normalised, config)
     url_normalised = normalise_url(article.url)
     return PreparedArticle(
         key=article_key(url_normalised, fp.content_hash),
@@ -88,6 +99,19 @@ def prepare_article(article: Article, config: FingerprintConfig) -> PreparedArti
         fingerprint_identity=config.identity,
         metadata=article.metadata,
     )
+
+
+class _StageClock:
+    def __init__(self, observe: Callable[[str, float], None] | None) -> None:
+        self._observe = observe
+
+    def run(self, stage: str, function: Callable[..., T], *args: Any) -> T:
+        if self._observe is None:
+            return function(*args)
+        started = time.perf_counter()
+        result = function(*args)
+        self._observe(stage, time.perf_counter() - started)
+        return result
 
 
 def encode_prepared(prepared: PreparedArticle, lineage: Lineage) -> bytes:

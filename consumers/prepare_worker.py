@@ -9,34 +9,53 @@ which the matcher absorbs (article keys make the replay a no-op).
 from __future__ import annotations
 
 import logging
+from collections.abc import Collection
 
-from kafka import KafkaProducer
+from kafka import ConsumerRebalanceListener, KafkaProducer
 from kafka.consumer.fetcher import ConsumerRecord
 from kafka.producer.future import FutureRecordMetadata
-from kafka.structs import OffsetAndMetadata
+from kafka.structs import OffsetAndMetadata, TopicPartition
 
 from consumers.kafka_io import PROCESSING_ERROR, ensure_topics, make_consumer, make_producer, send_dead_letter
 from consumers.lifecycle import StopFlag
 from consumers.prepare import Lineage, encode_prepared, prepare_article
 from consumers.settings import Settings
 from consumers.stages.fingerprint import FingerprintConfig
-from ingest.contract import InvalidArticle, parse_article
+from consumers.telemetry import Telemetry
+from ingest.contract import MALFORMED_JSON, InvalidArticle, parse_article
 
 log = logging.getLogger(__name__)
+ROLE = "prepare"
+
+
+class _LogRebalances(ConsumerRebalanceListener):
+    def __init__(self, telemetry: Telemetry) -> None:
+        self.telemetry = telemetry
+
+    def on_partitions_assigned(self, assigned: Collection[TopicPartition]) -> None:
+        self.telemetry.rebalanced("assigned")
+        log.info("partitions assigned", extra={"role": ROLE, "partitions": sorted(p.partition for p in assigned)})
+
+    def on_partitions_revoked(self, revoked: Collection[TopicPartition]) -> None:
+        self.telemetry.rebalanced("revoked")
+        log.info("partitions revoked", extra={"role": ROLE, "partitions": sorted(p.partition for p in revoked)})
 
 
 def run_prepare(settings: Settings, stop: StopFlag, max_idle_polls: int | None = None) -> int:
     """Run until stopped (or until ``max_idle_polls`` empty polls in a row); returns messages handled."""
+    telemetry = Telemetry(settings, ROLE)
     ensure_topics(settings)
     consumer = make_consumer(settings, settings.prepare_group)
     producer = make_producer(settings)
-    consumer.subscribe([settings.topic_raw])
+    consumer.subscribe([settings.topic_raw], listener=_LogRebalances(telemetry))
     config = settings.fingerprint_config()
     handled, idle = 0, 0
-    log.info("prepare started", extra={"role": "prepare", "topic": settings.topic_raw})
+    log.info("prepare started", extra={"role": ROLE, "topic": settings.topic_raw})
     try:
         while not stop:
             batch = consumer.poll(timeout_ms=settings.poll_timeout_ms, max_records=settings.batch_max_messages)
+            telemetry.health.tick()
+            telemetry.health.set("kafka", consumer.bootstrap_connected())
             if not batch:
                 idle += 1
                 if max_idle_polls is not None and idle >= max_idle_polls:
@@ -47,37 +66,43 @@ def run_prepare(settings: Settings, stop: StopFlag, max_idle_polls: int | None =
             commit = {}
             for partition, records in batch.items():
                 for record in records:
-                    futures.append(handle_raw(record, producer, settings, config))
+                    futures.append(handle_raw(record, producer, settings, config, telemetry))
                     handled += 1
                 commit[partition] = OffsetAndMetadata(records[-1].offset + 1, "", -1)
+                telemetry.lag(consumer, partition, records[-1])
             producer.flush()
             for future in futures:
                 future.get(timeout=0)  # raises if a send failed: the batch is not committed
             consumer.commit(commit)
+            telemetry.metrics.commits.labels(role=ROLE).inc()
     finally:
-        log.info("prepare stopping", extra={"role": "prepare", "handled": handled})
+        log.info("prepare stopping", extra={"role": ROLE, "handled": handled})
         producer.close(timeout=10)
         consumer.close()
+        telemetry.close()
     return handled
 
 
 def handle_raw(record: ConsumerRecord, producer: KafkaProducer, settings: Settings,
-               config: FingerprintConfig) -> FutureRecordMetadata:
+               config: FingerprintConfig, telemetry: Telemetry) -> FutureRecordMetadata:
     """One raw message → a fingerprinted record or a dead letter; returns the send's future."""
     try:
         if record.value is None:
-            raise InvalidArticle("malformed_json", "message has no value (a tombstone)")
+            raise InvalidArticle(MALFORMED_JSON, "message has no value (a tombstone)")
         article = parse_article(record.value, settings.max_message_bytes)
-        prepared = prepare_article(article, config)
+        prepared = prepare_article(article, config, telemetry.stage)
     except InvalidArticle as exc:
-        log.warning("rejected", extra={"role": "prepare", "topic": record.topic, "partition": record.partition,
+        log.warning("rejected", extra={"role": ROLE, "topic": record.topic, "partition": record.partition,
                                        "offset": record.offset, "reason": exc.reason})
+        telemetry.rejected(exc.reason, dead_lettered=True)
         return send_dead_letter(producer, settings.topic_dead_letters, record, exc.reason, exc.detail)
-    except Exception as exc:
-        log.exception("processing failed", extra={"role": "prepare", "partition": record.partition,
+    except Exception as exc:  # one bad page must not stop the partition: it goes to the DLQ
+        log.exception("processing failed", extra={"role": ROLE, "partition": record.partition,
                                                   "offset": record.offset})
+        telemetry.rejected(PROCESSING_ERROR, dead_lettered=True)
         return send_dead_letter(producer, settings.topic_dead_letters, record, PROCESSING_ERROR,
                                 f"{type(exc).__name__}: {exc}")
+    telemetry.prepared()
     lineage = Lineage(record.topic, record.partition, record.offset, record.timestamp)
     value = encode_prepared(prepared, lineage)
     return producer.send(settings.topic_fingerprinted, key=prepared.lang.encode(), value=value)

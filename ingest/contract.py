@@ -96,6 +96,14 @@ def parse_article(raw: bytes, max_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> Art
         raise InvalidArticle(MALFORMED_JSON, str(exc)) from None
     if not isinstance(obj, dict):
         raise InvalidArticle(NOT_AN_OBJECT, f"expected a JSON object, got {type(obj).__name__}")
+    try:
+        # JSON allows escapes of lone surrogates ("\ud800") and numbers beyond float range (1e400 → inf);
+        # neither can be stored, so refuse them here rather than fail later in a stage or the database.
+        json.dumps(obj, ensure_ascii=False, allow_nan=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidArticle(INVALID_VALUE, "a string holds a lone surrogate escape, which is no character") from None
+    except ValueError:
+        raise InvalidArticle(INVALID_VALUE, "a number is out of range (it overflows to infinity)") from None
     return article_from_dict(obj)
 
 
@@ -181,7 +189,7 @@ def _optional_time(obj: dict[str, Any], name: str) -> datetime | None:
 def _checked_time(name: str, text: str) -> datetime:
     try:
         value = parse_time(text)
-    except ValueError as exc:
+    except (ValueError, OverflowError) as exc:  # OverflowError: year 1 or 9999 shifted by its offset
         raise InvalidArticle(INVALID_VALUE, f"{name} {text[:40]!r} is not an ISO 8601 time: {exc}") from None
     if not EARLIEST_DATE <= value < LATEST_DATE:
         raise InvalidArticle(INVALID_VALUE, f"{name} {text[:40]!r} is outside {EARLIEST_DATE.year}..{LATEST_DATE.year}")

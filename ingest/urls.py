@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
-from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
+import re
+import string
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 # Parameters that identify a click or campaign, never the page. Matched case-insensitively.
 TRACKING_PARAMS = frozenset({
@@ -14,6 +16,8 @@ TRACKING_PARAMS = frozenset({
 })
 TRACKING_PREFIXES = ("utm_", "pk_", "hsa_", "at_")
 DEFAULT_PORTS = {"http": "80", "https": "443"}
+UNRESERVED = frozenset(string.ascii_letters + string.digits + "-._~")
+_ESCAPE = re.compile(r"%([0-9A-Fa-f]{2})")
 
 
 def normalise_url(url: str) -> str:
@@ -31,15 +35,27 @@ def normalise_url(url: str) -> str:
     host = (parts.hostname or "").rstrip(".")
     with contextlib.suppress(UnicodeError):  # not valid IDNA: keep the lower-cased form, don't reject
         host = host.encode("idna").decode("ascii")
+    if ":" in host:
+        host = f"[{host}]"  # an IPv6 literal keeps its brackets
     port = parts.port if _has_valid_port(parts) else None
     netloc = host if port is None or str(port) == DEFAULT_PORTS.get(scheme) else f"{host}:{port}"
-    path = quote(unquote(parts.path), safe="/:@!$&'()*+,;=-._~%") or "/"
+    path = _normalise_escapes(parts.path) or "/"
     query = [
         (key, value)
         for key, value in parse_qsl(parts.query, keep_blank_values=True)
         if not _is_tracking(key)
     ]
     return urlunsplit((scheme, netloc, path, urlencode(sorted(query)), ""))
+
+
+def _normalise_escapes(path: str) -> str:
+    """Decode escapes of unreserved characters only (RFC 3986 6.2.2.2), upper-case the rest, and
+    escape what must be escaped; so "%7E" and "~" agree, while "%2F" stays distinct from "/"."""
+    def decode(match: re.Match[str]) -> str:
+        char = chr(int(match.group(1), 16))
+        return char if char in UNRESERVED else f"%{match.group(1).upper()}"
+
+    return quote(_ESCAPE.sub(decode, path), safe="/:@!$&'()*+,;=-._~%")
 
 
 def _is_tracking(key: str) -> bool:

@@ -34,7 +34,8 @@ _CHROME_LINES = [re.compile(p, re.IGNORECASE) for p in (
     rf"(?:{_WEEKDAYS}\s*,?\s*)?(?:{_MONTHS}\s+\d{{1,2}}(?:st|nd|rd|th)?\s*,?\s*\d{{4}}|\d{{1,2}}\s+{_MONTHS}\s*,?\s*\d{{4}})"
     r"(?:\s*(?:,|at|-)?\s*\d{1,2}[:.]\d{2}(?:\s*[ap]\.?m\.?)?(?:\s*[a-z]{2,4})?)?",
     r"\d{4}-\d{2}-\d{2}(?:[t ]\d{2}:\d{2}(?::\d{2})?z?)?",
-    r"(?:published|updated|posted|last updated|first published)\b.{0,60}",
+    rf"(?:published|updated|posted|last updated|first published)\s*(?::|on|at)?\s*"
+    rf"(?:\d|{_MONTHS}|{_WEEKDAYS}).{{0,50}}",
     r"(?:home|news)\s*(?:[>/»|›]\s*[^>/»|›]{1,60}){1,5}",
     r"(?:advertisement|advertising|sponsored(?: content)?|ad|story continues below(?: advertisement)?|"
     r"continue reading(?: below)?|scroll to continue.*|read more|related|related (?:stories|articles|content|coverage)|"
@@ -43,19 +44,24 @@ _CHROME_LINES = [re.compile(p, re.IGNORECASE) for p in (
     r"(?:share|share this|share on|share this article|share via|tweet|email|print|facebook|twitter|whatsapp|"
     r"linkedin|reddit|pinterest|copy link|comments?)(?:\s*[|/·•,]?\s*(?:share|facebook|twitter|x|whatsapp|"
     r"email|linkedin|reddit|print|pinterest|copy link|messenger|comments?))*\s*:?",
-    r".{0,80}\b(?:sign up|subscribe|newsletter|get our .{0,40}(?:alerts|emails?|newsletters?))\b.{0,120}",
+    r"(?:sign up|subscribe|get|receive|join)\b.{0,80}\b(?:newsletters?|alerts|emails?|briefing|inbox)\b.{0,60}",
+    r"(?:breaking news alerts|newsletter)\b.{0,80}",
     r"(?:©|\(c\)|copyright)\s*.{0,160}",
     r".{0,120}\ball rights reserved\b.{0,80}",
     r"(?:photo|image|picture|photograph|video|file photo)s?\s*(?:credit)?\s*:.{0,160}",
     r".{0,160}\((?:photo|image|picture)(?:\s+credit)?\s*:?\s*[^)]{0,80}\)",
-    r"(?:by|from|reporting by|writing by|editing by|compiled by|additional reporting by)\s+[\w .,'&-]{1,80}",
     r"(?:follow|like) us on .{0,80}",
     r"(?:click|tap) here.{0,120}",
     r"\d+\s+(?:min(?:ute)?s?|hours?)\s+(?:read|ago)",
     r"(?:editor'?s note|this story has been (?:updated|corrected)).{0,300}",
     r"(?:this (?:article|story) (?:was|is) (?:originally )?(?:published|first published|produced)).{0,200}",
     r"(?:the associated press|associated press|reuters|afp|pa media) (?:contributed|writers?).{0,200}",
-)]
+)] + [
+    # Bylines: the names must be capitalised, so "By noon, the river had risen" stays story text.
+    re.compile(r"(?i:by|from|reporting by|writing by|editing by|compiled by|additional reporting by)\s+"
+               r"[A-Z][\w.'-]*(?:\s+(?:[A-Z][\w.'-]*|and|&|of|the|de|van|von))*"
+               r"(?:\s*[,|/-]\s*[A-Z][\w .,'&-]{0,40})?"),
+]
 # Wire datelines at the start of the lead: "WASHINGTON (AP) —", "LONDON, July 2 (Reuters) -".
 _DATELINE = re.compile(
     r"^\s*(?:UPDATE\s*\d*\s*[-:]\s*)?[A-Z][A-Za-z.'\- ]{1,40}(?:,\s*[A-Z][A-Za-z.' ]{1,30})?"
@@ -78,7 +84,7 @@ _CAPTION = re.compile(
 _CREDIT_ONLY = re.compile(
     r"^\(?(?:photo(?:graph)?:?\s*)?[^()]{2,60}(?:/|\bvia )(?:AP|AFP|Getty|Reuters|EPA)[^()]{0,30}\)?$", re.IGNORECASE)
 _TWEET_SIGNATURE = re.compile(r"^[—–-]\s*.{1,80}\(@\w{1,30}\)\s+\w+\.? \d{1,2}, \d{4}$")
-_CODE = re.compile(r"[{};]\s*$|\bwindow\.|\bfunction\s*\(|_taboola|\bgoogletag\b|\bdocument\.\w")
+_CODE = re.compile(r"[{}]\s*$|\)\s*;\s*$|\bwindow\.\w|\bfunction\s*\(|_taboola|\bgoogletag\b|\bdocument\.\w")
 _SENTENCE_END = re.compile(r"[.!?…\"'”’)\]]\s*$")
 MIN_PARAGRAPH_WORDS = 4  # shorter paragraphs are buttons and labels ("More", "Close", "Edit")
 MIN_UNPUNCTUATED_WORDS = 10  # shorter ones without a sentence end are headings and links

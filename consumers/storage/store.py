@@ -128,6 +128,19 @@ class StoryStore:
 
     # -- reads -------------------------------------------------------------------------------
 
+    def ping(self) -> None:
+        with self.engine.connect() as conn:
+            conn.execute(select(1))
+
+    def stored_keys(self, keys: Sequence[str]) -> set[str]:
+        """Which of these article keys are stored already."""
+        found: set[str] = set()
+        with self.engine.connect() as conn:
+            for start in range(0, len(keys), 1000):  # bounded IN lists
+                chunk = keys[start:start + 1000]
+                found.update(conn.execute(select(ArticleRow.id).where(ArticleRow.id.in_(chunk))).scalars())
+        return found
+
     def load_offsets(self, consumer_group: str, topic: str) -> dict[int, int]:
         with self.engine.connect() as conn:
             rows = conn.execute(

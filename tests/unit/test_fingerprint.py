@@ -1,0 +1,150 @@
+"""consumers.stages.fingerprint: shingles, content hash and MinHash signatures."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+
+from consumers.stages.fingerprint import (
+    FingerprintConfig,
+    content_hash,
+    fingerprint,
+    shingles,
+    signature_from_bytes,
+    signature_to_bytes,
+)
+from consumers.stages.match import estimate_similarity
+from consumers.stages.normalise import normalise_text
+from tests.unit.invented_news import DEPOT, FERRY
+
+CONFIG = FingerprintConfig(num_perm=128)
+
+
+def text_of(paragraphs: list[str]) -> str:
+    return normalise_text(" ".join(paragraphs))
+
+
+def test_identical_texts_have_identical_fingerprints() -> None:
+    a = fingerprint(text_of(FERRY), CONFIG)
+    b = fingerprint(text_of(FERRY), CONFIG)
+    assert a.content_hash == b.content_hash
+    assert np.array_equal(a.signature, b.signature)
+    assert a.num_shingles == b.num_shingles == len(shingles(text_of(FERRY), CONFIG))
+
+
+def test_one_changed_word_changes_the_hash_but_barely_the_signature() -> None:
+    a = fingerprint(text_of(FERRY), CONFIG)
+    b = fingerprint(text_of(FERRY).replace("frustration", "anger"), CONFIG)
+    assert a.content_hash != b.content_hash
+    assert estimate_similarity(a.signature, a.num_shingles, b.signature, b.num_shingles).jaccard > 0.9
+
+
+def test_signature_shape_and_type() -> None:
+    fp = fingerprint(text_of(DEPOT), FingerprintConfig(num_perm=64))
+    assert fp.signature.shape == (64,)
+    assert fp.signature.dtype == np.uint32
+    assert fp.content_hash == content_hash(text_of(DEPOT))
+    assert len(fp.content_hash) == 64
+
+
+def test_seed_changes_the_signature() -> None:
+    a = fingerprint(text_of(DEPOT), FingerprintConfig(seed=1))
+    b = fingerprint(text_of(DEPOT), FingerprintConfig(seed=2))
+    assert not np.array_equal(a.signature, b.signature)
+
+
+def test_word_shingles_are_word_trigrams() -> None:
+    grams = shingles("the ferry sailed at dawn", CONFIG)
+    assert grams == {b"the ferry sailed", b"ferry sailed at", b"sailed at dawn"}
+
+
+def test_text_shorter_than_a_shingle_is_one_shingle() -> None:
+    assert shingles("ferry sailed", CONFIG) == {b"ferry sailed"}
+
+
+def test_punctuation_does_not_make_shingles_differ() -> None:
+    assert shingles("ferry, sailed; at dawn!", CONFIG) == shingles("ferry sailed at dawn", CONFIG)
+
+
+@pytest.mark.parametrize("text", [
+    "渡轮公司星期二暂停了所有航班，因为检查人员在船体上发现了裂缝。",
+    "フェリー会社は火曜日、船体に亀裂が見つかったため全便を運休した。",
+    "บริษัทเรือข้ามฟากระงับการเดินเรือทั้งหมดในวันอังคาร",
+], ids=["chinese", "japanese", "thai"])
+def test_scripts_without_spaces_use_character_shingles(text: str) -> None:
+    grams = shingles(normalise_text(text), CONFIG)
+    chars = "".join(normalise_text(text).split())
+    assert all(len(gram.decode("utf-8")) == CONFIG.char_shingle_size for gram in grams)
+    assert grams == {chars[i:i + 4].encode("utf-8") for i in range(len(chars) - 3)}
+
+
+def test_character_shingles_ignore_spaces() -> None:
+    assert shingles("渡轮 公司 暂停", CONFIG) == shingles("渡轮公司暂停", CONFIG)
+
+
+def test_latin_text_with_a_few_cjk_characters_keeps_word_shingles() -> None:
+    grams = shingles(normalise_text("The ferry Morning Heron, known locally as 晨鹭, entered service in 2009."), CONFIG)
+    assert b"the ferry morning" in grams
+
+
+def test_signature_bytes_round_trip() -> None:
+    signature = fingerprint(text_of(FERRY), CONFIG).signature
+    data = signature_to_bytes(signature)
+    assert len(data) == 4 * CONFIG.num_perm
+    again = signature_from_bytes(data)
+    assert again.dtype == np.uint32
+    assert np.array_equal(again, signature)
+    assert again.flags.writeable  # a copy, not a view of the bytes
+
+
+def test_signature_bytes_are_little_endian() -> None:
+    assert signature_to_bytes(np.array([1, 0x01020304], dtype=np.uint32)) == b"\x01\x00\x00\x00\x04\x03\x02\x01"
+
+
+@pytest.mark.parametrize("num_perm", [0, 8, 15])
+def test_config_rejects_too_few_permutations(num_perm: int) -> None:
+    with pytest.raises(ValueError, match=rf"num_perm={num_perm} is too small"):
+        FingerprintConfig(num_perm=num_perm)
+
+
+def test_config_rejects_empty_shingles() -> None:
+    with pytest.raises(ValueError, match="shingle sizes must be at least 1"):
+        FingerprintConfig(word_shingle_size=0)
+
+
+def test_identity_names_every_parameter() -> None:
+    identity = FingerprintConfig(num_perm=256, seed=7, word_shingle_size=5, char_shingle_size=3).identity
+    assert identity == "mh1-affine32-xxh32-p256-s7-w5-c3"
+    assert FingerprintConfig().identity != FingerprintConfig(seed=2).identity
+
+
+def _overlapping_texts(overlap: float, length: int = 400) -> tuple[str, str]:
+    """Two texts of `length` distinct words sharing a contiguous run of round(overlap * length) words."""
+    words = [f"word{i}" for i in range(2 * length)]
+    random.Random(7).shuffle(words)
+    shared = round(overlap * length)
+    a = words[:length]
+    b = words[length - shared: 2 * length - shared]
+    return " ".join(a), " ".join(b)
+
+
+@pytest.mark.parametrize("overlap", [i / 10 for i in range(11)])
+def test_estimated_jaccard_tracks_true_jaccard(overlap: float) -> None:
+    a, b = _overlapping_texts(overlap)
+    grams_a, grams_b = shingles(a, CONFIG), shingles(b, CONFIG)
+    true_jaccard = len(grams_a & grams_b) / len(grams_a | grams_b)
+    fa, fb = fingerprint(a, CONFIG), fingerprint(b, CONFIG)
+    estimate = estimate_similarity(fa.signature, fa.num_shingles, fb.signature, fb.num_shingles)
+    assert estimate.jaccard == pytest.approx(true_jaccard, abs=0.15)
+
+
+@pytest.mark.parametrize("kept", [0.3, 0.5, 0.8])
+def test_estimated_containment_of_a_trimmed_copy_is_high(kept: float) -> None:
+    words = text_of(FERRY).split()
+    trimmed = " ".join(words[: int(len(words) * kept)])
+    full, part = fingerprint(text_of(FERRY), CONFIG), fingerprint(trimmed, CONFIG)
+    estimate = estimate_similarity(full.signature, full.num_shingles, part.signature, part.num_shingles)
+    assert estimate.containment == pytest.approx(1.0, abs=0.15)
+    assert estimate.jaccard == pytest.approx(part.num_shingles / full.num_shingles, abs=0.15)
