@@ -74,6 +74,9 @@ class Settings:
     jaccard_threshold: float = setting(0.5, "Verified when the estimated Jaccard similarity reaches this.")
     containment_threshold: float = setting(0.8, "...or when the smaller text's estimated containment reaches this.")
     min_shingles: int = setting(20, "Containment counts only when both texts have this many shingles.")
+    min_size_ratio: float = setting(
+        0.0, "...and when the smaller text has at least this share of the larger one's shingles (a short item "
+        "inside a live page or digest is not a copy of it).")
     preferred_sources: str = setting(
         "apnews.com,reuters.com,afp.com,pa.media",
         "Comma-separated sources preferred as canonical when published at the same time.")
@@ -103,6 +106,7 @@ class Settings:
             jaccard_threshold=self.jaccard_threshold,
             containment_threshold=self.containment_threshold,
             min_shingles=self.min_shingles,
+            min_size_ratio=self.min_size_ratio,
         )
 
     @property

@@ -36,6 +36,7 @@ class MatchConfig:
     jaccard_threshold: float = 0.5
     containment_threshold: float = 0.8
     min_shingles: int = 20
+    min_size_ratio: float = 0.0  # containment counts only when smaller/larger shingle counts reach this
 
     def check(self, fingerprint: FingerprintConfig) -> None:
         """Cross-field rules, checked at start-up with the values in the message."""
@@ -80,7 +81,9 @@ def estimate_similarity(sig_a: np.ndarray, size_a: int, sig_b: np.ndarray, size_
 def verify(similarity: Similarity, size_a: int, size_b: int, config: MatchConfig) -> bool:
     if similarity.jaccard >= config.jaccard_threshold:
         return True
-    return min(size_a, size_b) >= config.min_shingles and similarity.containment >= config.containment_threshold
+    smaller, larger = sorted((size_a, size_b))
+    return (smaller >= config.min_shingles and smaller >= config.min_size_ratio * larger
+            and similarity.containment >= config.containment_threshold)
 
 
 class CandidateIndex:

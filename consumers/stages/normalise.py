@@ -72,27 +72,20 @@ _DATELINE = re.compile(
 
 
 # Paragraphs that belong to the page rather than the story, though they are not formulaic
-# enough to be chrome lines: photo captions and credits (the same agency photo illustrates many
-# different stories), embedded tweets (quoted by independent stories alike), script code left by
-# the scraper, and short fragments (menus, buttons, live-blog times, related headlines).
-_CAPTION = re.compile(
-    r"\bAP Photo/|\bREUTERS/|\((?:Photo|Image) by [^)]{2,80}\)|\([^()]{2,60}\bvia (?:AP|Reuters|AFP|Getty)[^()]{0,20}\)"
-    r"|\bPhoto(?:graph)?(?: by)?:? [^.]{2,60}/ ?(?:AP|AFP|Getty|Reuters|EPA)\b|\bGetty Images\b"
-    r"|^FILE\s*[-–—]|\bin this (?:\w+ ){0,6}file (?:photo|image)\b",
-    re.IGNORECASE,
-)
-_CREDIT_ONLY = re.compile(
-    r"^\(?(?:photo(?:graph)?:?\s*)?[^()]{2,60}(?:/|\bvia )(?:AP|AFP|Getty|Reuters|EPA)[^()]{0,30}\)?$", re.IGNORECASE)
+# enough to be chrome lines: embedded tweets (quoted by independent stories alike), script code
+# left by the scraper, and short fragments (menus, buttons, live-blog times, related headlines).
+# Photo captions stay: copies of one page carry the same captions, and a gallery page's captions
+# are what ties it to its story (measured on real scrapes: dropping them cost recall).
 _TWEET_SIGNATURE = re.compile(r"^[—–-]\s*.{1,80}\(@\w{1,30}\)\s+\w+\.? \d{1,2}, \d{4}$")
 _CODE = re.compile(r"[{}]\s*$|\)\s*;\s*$|\bwindow\.\w|\bfunction\s*\(|_taboola|\bgoogletag\b|\bdocument\.\w")
 _SENTENCE_END = re.compile(r"[.!?…\"'”’)\]]\s*$")
 MIN_PARAGRAPH_WORDS = 4  # shorter paragraphs are buttons and labels ("More", "Close", "Edit")
 MIN_UNPUNCTUATED_WORDS = 10  # shorter ones without a sentence end are headings and links
-MIN_STORY_WORDS = 30  # below this, keep the captions: the page is a gallery, and they are its text
+MIN_STORY_WORDS = 30  # below this the "fragments" are all the page has (a gallery, a video): keep them
 
 
 def clean_text(body: str) -> str:
-    """Drop chrome, captions, tweets, code and fragments, and the wire dateline; keep the story readable."""
+    """Drop chrome, tweets, code and fragments, and the wire dateline; keep the story readable."""
     paragraphs = _without_chrome_lines(body)
     story = _story_paragraphs(paragraphs)
     if sum(len(p.split()) for p in story) < MIN_STORY_WORDS:
@@ -116,11 +109,11 @@ def _story_paragraphs(paragraphs: list[str]) -> list[str]:
     for paragraph in paragraphs:
         text = html.unescape(paragraph).translate(_TYPOGRAPHY).strip()
         words = len(text.split())
-        if _CREDIT_ONLY.match(text) or _TWEET_SIGNATURE.match(text):
+        if _TWEET_SIGNATURE.match(text):
             if story and len(story[-1].split()) <= 80:
-                story.pop()  # the caption this credit closes, or the tweet this signature signs
+                story.pop()  # the tweet this signature signs
             continue
-        if _CAPTION.search(text) or _CODE.search(text) or words < MIN_PARAGRAPH_WORDS:
+        if _CODE.search(text) or words < MIN_PARAGRAPH_WORDS:
             continue
         if words < MIN_UNPUNCTUATED_WORDS and not _SENTENCE_END.search(text):
             continue

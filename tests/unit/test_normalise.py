@@ -147,7 +147,7 @@ def test_normalise_text_is_idempotent() -> None:
     assert normalise_text(normalise_text(text)) == normalise_text(text)
 
 
-# -- paragraphs that belong to the page: captions, headings, buttons, left-over script -----------
+# -- paragraphs that belong to the page: headings, buttons, left-over script -----------------------
 
 LONG_STORY = [
     "The fire started in a flat on the third floor of Carrow House shortly after midnight, the brigade said. "
@@ -157,16 +157,21 @@ LONG_STORY = [
 
 
 @pytest.mark.parametrize("page_paragraph", [
-    "Firefighters outside Carrow House in Tollmere on Tuesday. (AP Photo/Ines Marlowe)",
     "Brightwell recalls 40,000 e-scooters after battery fires",  # a heading: short, no sentence end
     "More",
     "Close",
     "window.dataLayer = window.dataLayer || [];",
     "googletag.cmd.push(function() { googletag.display('ad-slot-3'); });",
-], ids=["caption", "heading", "button-more", "button-close", "script", "ad-script"])
+], ids=["heading", "button-more", "button-close", "script", "ad-script"])
 def test_clean_text_drops_page_paragraphs_between_story_paragraphs(page_paragraph: str) -> None:
     scraped = "\n\n".join([LONG_STORY[0], page_paragraph, LONG_STORY[1]])
     assert clean_text(scraped) == "\n\n".join(LONG_STORY)
+
+
+def test_photo_captions_are_kept_because_copies_of_a_page_share_them() -> None:
+    caption = "Firefighters outside Carrow House in Tollmere on Tuesday. (AP Photo/Ines Marlowe)"
+    scraped = "\n\n".join([LONG_STORY[0], caption, LONG_STORY[1]])
+    assert clean_text(scraped) == "\n\n".join([LONG_STORY[0], caption, LONG_STORY[1]])
 
 
 def test_short_story_paragraph_with_a_sentence_end_is_kept() -> None:
