@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from fractions import Fraction
 
+import numpy as np
+
 
 @dataclass(frozen=True)
 class Scores:
@@ -96,8 +98,11 @@ class ArticleView:
     story_id: str
     title: str
     source: str
-    signature: object  # numpy uint32 array
-    num_shingles: int
+    shingle_hashes: np.ndarray
+
+    @property
+    def num_shingles(self) -> int:
+        return len(self.shingle_hashes)
 
 
 @dataclass(frozen=True)
@@ -112,13 +117,13 @@ class Mistake:
 
 def mistakes(gold: Mapping[str, str], articles: Mapping[str, ArticleView], limit: int = 5) -> list[Mistake]:
     """The costliest false merges and false splits, each shown by its most similar pair of articles."""
-    from consumers.stages.match import estimate_similarity
+    from consumers.stages.match import compare
 
     def closest(xs: list[ArticleView], ys: list[ArticleView]) -> tuple[ArticleView, ArticleView, float, float]:
         best = None
         for x in xs:
             for y in ys:
-                s = estimate_similarity(x.signature, x.num_shingles, y.signature, y.num_shingles)  # type: ignore[arg-type]
+                s = compare(x.shingle_hashes, y.shingle_hashes)
                 if best is None or s.score > best[2].score:
                     best = (x, y, s)
         x, y, s = best  # type: ignore[misc]  # both lists are non-empty by construction

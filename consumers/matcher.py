@@ -31,7 +31,7 @@ from consumers.stages.match import (
     CandidateIndex,
     MatchConfig,
     Similarity,
-    estimate_similarity,
+    compare,
     verify,
 )
 
@@ -50,10 +50,14 @@ class IndexedArticle:
     story_id: str
     contender: Contender
     signature: np.ndarray
-    num_shingles: int
+    shingle_hashes: np.ndarray
     content_hash: str
     method: str
     similarity: Similarity  # to the story's canonical
+
+    @property
+    def num_shingles(self) -> int:
+        return len(self.shingle_hashes)
 
 
 @dataclass(slots=True)
@@ -122,6 +126,7 @@ class Matcher:
         self.articles: dict[str, IndexedArticle] = {}
         self.stories: dict[str, Story] = {}
         self._by_content: dict[str, str] = {}
+        self._hash_bytes = 0  # running total of the shingle hash arrays held
         self._expiry: list[tuple[datetime, str]] = []  # (last_touched, story id), lazily updated heap
         self._changes = Changes()
 
@@ -154,7 +159,7 @@ class Matcher:
         method, matches, num_candidates, query_seconds = self._find_matches(article)
         new = IndexedArticle(
             key=article.key, story_id="", method=method, signature=article.signature,
-            num_shingles=article.num_shingles, content_hash=article.content_hash,
+            shingle_hashes=article.shingle_hashes, content_hash=article.content_hash,
             contender=Contender(article.key, article.published_at, article.source, len(article.text)),
             similarity=Similarity(1.0, 1.0),
         )
@@ -178,8 +183,7 @@ class Matcher:
         matches = []
         for key in candidates:
             other = self.articles[key]
-            similarity = estimate_similarity(article.signature, article.num_shingles,
-                                             other.signature, other.num_shingles)
+            similarity = compare(article.shingle_hashes, other.shingle_hashes)
             if verify(similarity, article.num_shingles, other.num_shingles, self.config):
                 matches.append((key, similarity))
         return (NEAR if matches else CANONICAL), matches, len(candidates), query_seconds
@@ -253,7 +257,7 @@ class Matcher:
         if article.key == story.canonical_key:
             return Similarity(1.0, 1.0)
         canonical = self.articles[story.canonical_key]
-        return estimate_similarity(article.signature, article.num_shingles, canonical.signature, canonical.num_shingles)
+        return compare(article.shingle_hashes, canonical.shingle_hashes)
 
     def _rank(self, key: str) -> tuple:
         return rank(self.articles[key].contender, self.preferred_sources)
@@ -262,6 +266,7 @@ class Matcher:
 
     def _remember(self, article: IndexedArticle) -> None:
         self.articles[article.key] = article
+        self._hash_bytes += article.shingle_hashes.nbytes
         self._by_content.setdefault(article.content_hash, article.key)
         self.index.insert(article.key, article.signature)
 
@@ -274,9 +279,9 @@ class Matcher:
         heapq.heappush(self._expiry, (story.last_touched, story.id))
 
     def estimated_bytes(self) -> int:
-        """A rough size of the index: signatures, LSH band entries and per-article bookkeeping."""
+        """A rough size of the index: signatures, shingle hashes, LSH band entries and bookkeeping."""
         per_article = self.fingerprint.num_perm * 4 + self.index.bands[0] * 120 + 400
-        return len(self.articles) * per_article + len(self.stories) * 300
+        return len(self.articles) * per_article + self._hash_bytes + len(self.stories) * 300
 
     def story(self, story_id: str, changes: Changes) -> Story:
         """A story's current state, including one merged away during the batch of ``changes``."""
@@ -303,6 +308,7 @@ class Matcher:
                 continue  # merged away, or touched again since: a newer heap entry stands for it
             for key in story.members:
                 article = self.articles.pop(key)
+                self._hash_bytes -= article.shingle_hashes.nbytes
                 self.index.remove(key)
                 if self._by_content.get(article.content_hash) == key:
                     del self._by_content[article.content_hash]

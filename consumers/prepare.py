@@ -20,15 +20,15 @@ import numpy as np
 from consumers.stages.extract import extract_text
 from consumers.stages.fingerprint import (
     FingerprintConfig,
+    array_from_bytes,
+    array_to_bytes,
     fingerprint,
-    signature_from_bytes,
-    signature_to_bytes,
 )
 from consumers.stages.normalise import clean_text, normalise_text
 from ingest.contract import EMPTY_TEXT, Article, InvalidArticle, format_time, parse_time
 from ingest.urls import normalise_url
 
-WIRE_VERSION = 1
+WIRE_VERSION = 2  # 2: shingle hashes travel with the signature
 T = TypeVar("T")
 
 
@@ -56,9 +56,13 @@ class PreparedArticle:
     lang: str
     content_hash: str
     signature: np.ndarray
-    num_shingles: int
+    shingle_hashes: np.ndarray
     fingerprint_identity: str
     metadata: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def num_shingles(self) -> int:
+        return len(self.shingle_hashes)
 
 
 def article_key(url_normalised: str, content_hash: str) -> str:
@@ -95,7 +99,7 @@ def prepare_article(article: Article, config: FingerprintConfig,
         lang=article.lang,
         content_hash=fp.content_hash,
         signature=fp.signature,
-        num_shingles=fp.num_shingles,
+        shingle_hashes=fp.shingle_hashes,
         fingerprint_identity=config.identity,
         metadata=article.metadata,
     )
@@ -129,8 +133,8 @@ def encode_prepared(prepared: PreparedArticle, lineage: Lineage) -> bytes:
         "scraped_at": format_time(prepared.scraped_at) if prepared.scraped_at else None,
         "lang": prepared.lang,
         "content_hash": prepared.content_hash,
-        "signature": base64.b64encode(signature_to_bytes(prepared.signature)).decode("ascii"),
-        "num_shingles": prepared.num_shingles,
+        "signature": base64.b64encode(array_to_bytes(prepared.signature)).decode("ascii"),
+        "shingle_hashes": base64.b64encode(array_to_bytes(prepared.shingle_hashes)).decode("ascii"),
         "fingerprint_identity": prepared.fingerprint_identity,
         "metadata": prepared.metadata,
         "lineage": [lineage.topic, lineage.partition, lineage.offset, lineage.timestamp_ms],
@@ -155,8 +159,8 @@ def decode_prepared(raw: bytes) -> tuple[PreparedArticle, Lineage]:
         scraped_at=parse_time(obj["scraped_at"]) if obj["scraped_at"] else None,
         lang=obj["lang"],
         content_hash=obj["content_hash"],
-        signature=signature_from_bytes(base64.b64decode(obj["signature"])),
-        num_shingles=int(obj["num_shingles"]),
+        signature=array_from_bytes(base64.b64decode(obj["signature"])),
+        shingle_hashes=array_from_bytes(base64.b64decode(obj["shingle_hashes"])),
         fingerprint_identity=obj["fingerprint_identity"],
         metadata=obj.get("metadata") or {},
     )

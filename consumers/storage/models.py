@@ -87,7 +87,8 @@ class ArticleRow(Base):
     published_at: Mapped[datetime] = mapped_column(UtcDateTime)
     scraped_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     num_shingles: Mapped[int] = mapped_column(Integer)
-    signature: Mapped[bytes] = mapped_column(LargeBinary)
+    signature: Mapped[bytes] = mapped_column(LargeBinary)  # MinHash, little-endian uint32
+    shingle_hashes: Mapped[bytes | None] = mapped_column(LargeBinary)  # sorted uint32 hashes: exact verification
     fingerprint_identity: Mapped[str] = mapped_column(String(80))
     match_method: Mapped[str] = mapped_column(String(16))  # canonical / exact / near
     similarity: Mapped[float] = mapped_column(Float)  # estimated Jaccard to the story's canonical

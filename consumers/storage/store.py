@@ -20,7 +20,7 @@ from consumers.evaluation import ArticleView
 from consumers.matcher import Changes, IndexedArticle, Matcher, Story
 from consumers.prepare import Lineage, PreparedArticle
 from consumers.stages.elect import Contender
-from consumers.stages.fingerprint import signature_from_bytes, signature_to_bytes
+from consumers.stages.fingerprint import array_from_bytes, array_to_bytes
 from consumers.stages.match import Similarity
 from consumers.storage.models import ArticleRow, ConsumerOffsetRow, StoryEventRow, StoryRow
 
@@ -117,7 +117,8 @@ class StoryStore:
             "title": prepared.title, "body": prepared.text, "lang": prepared.lang,
             "content_hash": prepared.content_hash, "published_at": prepared.published_at,
             "scraped_at": prepared.scraped_at, "num_shingles": prepared.num_shingles,
-            "signature": signature_to_bytes(prepared.signature),
+            "signature": array_to_bytes(prepared.signature),
+            "shingle_hashes": array_to_bytes(prepared.shingle_hashes),
             "fingerprint_identity": prepared.fingerprint_identity, "match_method": indexed.method,
             "similarity": indexed.similarity.jaccard, "containment": indexed.similarity.containment,
             "source_topic": lineage.topic, "source_partition": lineage.partition, "source_offset": lineage.offset,
@@ -163,7 +164,7 @@ class StoryStore:
                        for sid, canonical, first, last, touched in story_rows]
             article_rows = conn.execution_options(yield_per=10_000).execute(
                 select(ArticleRow.id, ArticleRow.story_id, ArticleRow.published_at, ArticleRow.source,
-                       func.length(ArticleRow.body), ArticleRow.signature, ArticleRow.num_shingles,
+                       func.length(ArticleRow.body), ArticleRow.signature, ArticleRow.shingle_hashes,
                        ArticleRow.content_hash, ArticleRow.match_method, ArticleRow.similarity,
                        ArticleRow.containment, ArticleRow.fingerprint_identity)
                 .join(StoryRow, StoryRow.id == ArticleRow.story_id)
@@ -172,7 +173,7 @@ class StoryStore:
             )
             by_id = {story.id: story for story in stories}
             articles = []
-            for (key, story_id, published, source, chars, signature, num_shingles, content,
+            for (key, story_id, published, source, chars, signature, hashes, content,
                  method, similarity, containment, identity) in article_rows:
                 if identity != fingerprint_identity:
                     raise ValueError(
@@ -181,7 +182,7 @@ class StoryStore:
                 by_id[story_id].outlets[source.lower()] += 1
                 articles.append(IndexedArticle(
                     key=key, story_id=story_id, contender=Contender(key, published, source, chars or 0),
-                    signature=signature_from_bytes(signature), num_shingles=num_shingles,
+                    signature=array_from_bytes(signature), shingle_hashes=array_from_bytes(hashes or b""),
                     content_hash=content, method=method, similarity=Similarity(similarity, containment),
                 ))
         matcher.load(stories, articles)
@@ -206,13 +207,13 @@ class StoryStore:
         canonical = ArticleRow.__table__.alias("canonical")
         stmt = (
             select(ArticleRow.input_id, ArticleRow.story_id, ArticleRow.title, ArticleRow.source,
-                   ArticleRow.signature, ArticleRow.num_shingles, ArticleRow.published_at, canonical.c.input_id)
+                   ArticleRow.shingle_hashes, ArticleRow.published_at, canonical.c.input_id)
             .join(StoryRow, StoryRow.id == ArticleRow.story_id)
             .join(canonical, canonical.c.id == StoryRow.canonical_article_id)
         )
         with self.engine.connect() as conn:
-            for input_id, story_id, title, source, signature, size, published, canonical_id in conn.execute(stmt):
-                view = ArticleView(input_id, story_id, title, source, signature_from_bytes(signature), size)
+            for input_id, story_id, title, source, hashes, published, canonical_id in conn.execute(stmt):
+                view = ArticleView(input_id, story_id, title, source, array_from_bytes(hashes or b""))
                 yield view, published, canonical_id
 
     def counts(self) -> dict[str, int]:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from consumers.stages.fingerprint import Fingerprint, FingerprintConfig, fingerprint
-from consumers.stages.match import CandidateIndex, MatchConfig, Similarity, estimate_similarity, verify
+from consumers.stages.match import CandidateIndex, MatchConfig, Similarity, compare, verify
 from consumers.stages.normalise import normalise_text
 from tests.unit.invented_news import DEPOT, FERRY, TURTLES
 
@@ -19,7 +19,7 @@ def fp_of(paragraphs: list[str]) -> Fingerprint:
 
 
 def similarity(a: Fingerprint, b: Fingerprint) -> Similarity:
-    return estimate_similarity(a.signature, a.num_shingles, b.signature, b.num_shingles)
+    return compare(a.shingle_hashes, b.shingle_hashes)
 
 
 # -- verify --------------------------------------------------------------------------------------
@@ -65,26 +65,26 @@ def test_unrelated_stories_are_not_verified() -> None:
     assert not verify(similarity(a, b), a.num_shingles, b.num_shingles, MATCH)
 
 
-# -- estimate_similarity -------------------------------------------------------------------------
+# -- compare -------------------------------------------------------------------------------------
 
-def test_estimate_of_identical_signatures() -> None:
+def test_compare_identical_sets() -> None:
     a = fp_of(DEPOT)
     assert similarity(a, a) == Similarity(1.0, 1.0)
 
 
-def test_estimate_with_an_empty_set_has_no_containment() -> None:
-    signature = np.zeros(128, dtype=np.uint32)
-    assert estimate_similarity(signature, 0, signature, 10).containment == 0.0
+def test_compare_with_an_empty_set_has_no_similarity() -> None:
+    hashes = np.arange(10, dtype=np.uint32)
+    assert compare(np.array([], dtype=np.uint32), hashes) == Similarity(0.0, 0.0)
 
 
-def test_containment_formula() -> None:
-    # J = 1/3 with |A| = |B| = 60 means |A ∩ B| = 30, so containment 0.5.
+def test_compare_counts_shared_hashes() -> None:
+    # |A| = 6, |B| = 4, |A ∩ B| = 2: Jaccard 2/8, containment of the smaller 2/4.
     a = np.arange(6, dtype=np.uint32)
-    b = np.array([0, 1, 9, 9, 9, 9], dtype=np.uint32)
-    estimate = estimate_similarity(a, 60, b, 60)
-    assert estimate.jaccard == pytest.approx(1 / 3)
-    assert estimate.containment == pytest.approx(0.5)
-    assert estimate.score == pytest.approx(0.5)
+    b = np.array([0, 1, 9, 10], dtype=np.uint32)
+    measured = compare(a, b)
+    assert measured.jaccard == pytest.approx(0.25)
+    assert measured.containment == pytest.approx(0.5)
+    assert measured.score == pytest.approx(0.5)
 
 
 # -- MatchConfig.check ---------------------------------------------------------------------------

@@ -335,8 +335,8 @@ def test_load_rebuilds_a_matcher_that_continues_the_same_stories(
         matcher: Matcher, corpus: dict[str, PreparedArticle]) -> None:
     feed(matcher, [corpus["ferry-wire"], corpus["ferry-trimmed"], corpus["depot-original"]])
     stories = [dataclasses.replace(s, members=[], outlets=Counter()) for s in matcher.stories.values()]
-    articles = [IndexedArticle(a.key, a.story_id, a.contender, a.signature.copy(), a.num_shingles, a.content_hash,
-                               a.method, a.similarity) for a in matcher.articles.values()]
+    articles = [IndexedArticle(a.key, a.story_id, a.contender, a.signature.copy(), a.shingle_hashes.copy(),
+                               a.content_hash, a.method, a.similarity) for a in matcher.articles.values()]
     rebuilt = Matcher(FP, MatchConfig())
     rebuilt.load(stories, articles)
     assert {sid: sorted(s.members) for sid, s in rebuilt.stories.items()} == {
