@@ -84,14 +84,16 @@ def run_embedded(
                     telemetry.rejected(exc.reason, dead_lettered=False)
                 if on_reject:
                     on_reject(Rejection(offset + 1, exc.reason, exc.detail, raw))
-        for decision in match_batch(matcher, store, items, telemetry):
-            summary.outcomes[decision.outcome] += 1
+        decisions = match_batch(matcher, store, items)
         changes = matcher.take_changes()
         if changes:
             written = time.perf_counter()
             store.write_batch(changes, matcher, [], EMBEDDED_PARTITION)
             if telemetry:
                 telemetry.stored(changes, time.perf_counter() - written)
+        summary.outcomes.update(decision.outcome for decision in decisions)
+        if telemetry:
+            telemetry.decided(decisions)
         matcher.evict_expired()
         if telemetry:
             telemetry.index(EMBEDDED_PARTITION, matcher)

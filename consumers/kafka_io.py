@@ -88,6 +88,16 @@ def make_consumer(settings: Settings, group_id: str) -> KafkaConsumer:
     )
 
 
+def kafka_connected(consumer: KafkaConsumer) -> bool:
+    """True while the consumer holds a live connection to a broker of the cluster.
+
+    Not KafkaConsumer.bootstrap_connected(): in kafka-python 3 that is True only while the first
+    bootstrap is in flight, so it is False for the whole life of a working consumer.
+    """
+    client = consumer._client  # the consumer has no public "connected" API
+    return any(client.connected(broker.node_id) for broker in client.cluster.brokers())
+
+
 def send_dead_letter(producer: KafkaProducer, topic: str, record: ConsumerRecord, reason: str, detail: str) -> Any:
     """Original bytes and key, with the reason and the source position in headers."""
     headers = [

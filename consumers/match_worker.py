@@ -27,7 +27,14 @@ from kafka.structs import OffsetAndMetadata, TopicPartition
 from sqlalchemy.exc import SQLAlchemyError
 
 from consumers.embedded import build_matcher
-from consumers.kafka_io import PROCESSING_ERROR, ensure_topics, make_consumer, make_producer, send_dead_letter
+from consumers.kafka_io import (
+    PROCESSING_ERROR,
+    ensure_topics,
+    kafka_connected,
+    make_consumer,
+    make_producer,
+    send_dead_letter,
+)
 from consumers.lifecycle import StopFlag
 from consumers.matcher import Changes, Matcher
 from consumers.matching import match_batch
@@ -59,7 +66,7 @@ class MatchWorker(ConsumerRebalanceListener):
     # -- rebalance callbacks (run inside poll, between batches) ------------------------------
 
     def on_partitions_assigned(self, assigned: Collection[TopicPartition]) -> None:
-        self.telemetry.rebalanced("assigned")
+        self.telemetry.assigned(assigned)
         self.telemetry.health.set("index", False)
         for partition in assigned:
             log.info("partition assigned", extra={"role": ROLE, "partition": partition.partition})
@@ -67,7 +74,7 @@ class MatchWorker(ConsumerRebalanceListener):
         self.telemetry.health.set("index", True)
 
     def on_partitions_revoked(self, revoked: Collection[TopicPartition]) -> None:
-        self.telemetry.rebalanced("revoked")
+        self.telemetry.revoked(revoked)
         for partition in revoked:
             self.matchers.pop(partition.partition, None)
             log.info("partition revoked", extra={"role": ROLE, "partition": partition.partition})
@@ -106,7 +113,8 @@ class MatchWorker(ConsumerRebalanceListener):
             batch = self.consumer.poll(timeout_ms=self.settings.poll_timeout_ms,
                                        max_records=self.settings.batch_max_messages)
             self.telemetry.health.tick()
-            self.telemetry.health.set("kafka", self.consumer.bootstrap_connected())
+            self.telemetry.health.set("kafka", kafka_connected(self.consumer))
+            self.telemetry.refresh_lag(self.consumer)
             if not batch:
                 self._ping_database()
                 idle += 1
@@ -135,7 +143,7 @@ class MatchWorker(ConsumerRebalanceListener):
         next_offset = records[-1].offset + 1
         mark = OffsetMark(self.settings.match_group, partition.topic, partition.partition, next_offset)
         try:
-            match_batch(matcher, self.store, items, self.telemetry)
+            decisions = match_batch(matcher, self.store, items)
             changes = matcher.take_changes()
             started = time.perf_counter()
             self.store.write_batch(changes, matcher, [mark], partition.partition)
@@ -143,16 +151,18 @@ class MatchWorker(ConsumerRebalanceListener):
             log.error("database failed; rebuilding the partition from the database",
                       extra={"role": ROLE, "partition": partition.partition, "error": type(exc).__name__})
             self.telemetry.database_failed(retrying=True)
+            self.telemetry.processed(partition, None)
             self.matchers.pop(partition.partition, None)
             self.stop.wait(1.0)
             self._restore(partition)
             return
         self.telemetry.stored(changes, time.perf_counter() - started)
+        self.telemetry.decided(decisions)
         self.telemetry.health.set("database", True)
         self.handled += len(records)
         self._publish(changes)
         self.consumer.commit({partition: OffsetAndMetadata(next_offset, "", -1)})
-        self.telemetry.lag(self.consumer, partition, records[-1])
+        self.telemetry.processed(partition, records[-1])
         matcher.evict_expired()
         self.telemetry.index(partition.partition, matcher)
 

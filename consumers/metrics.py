@@ -10,6 +10,7 @@ its loop is not stalled) and ``/readyz`` (connected to Kafka and the database, i
 
 from __future__ import annotations
 
+import contextlib
 import json
 import platform
 import threading
@@ -22,47 +23,67 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics, make_wsgi_app
 
+from ingest.contract import REJECT_REASONS
+
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 END_TO_END_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 21600, 86400)
 RATIO_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0)
 COUNT_BUCKETS = (0, 1, 2, 3, 5, 10, 20, 50, 100, 200, 500)
+DATABASE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+
+
+# Outcome label values each role reports; created up front so dashboards show zeros, not gaps.
+OUTCOMES = {
+    "prepare": ("prepared", "rejected"),
+    "match": ("canonical", "near", "exact", "duplicate", "rejected"),
+    "embedded": ("canonical", "near", "exact", "duplicate", "rejected"),
+}
+REASONS = (*REJECT_REASONS, "processing_error")
 
 
 class Metrics:
-    """Every metric newsdedup exports, registered on a registry of its own (tests make many)."""
+    """Every metric newsdedup exports, registered on a registry of its own (tests make many).
+
+    Every series carries ``role`` (prepare, match or embedded), so one dashboard serves all.
+    """
 
     def __init__(self, role: str, registry: CollectorRegistry | None = None) -> None:
         disable_created_metrics()  # the *_created series double the series count for nothing a dashboard uses
         self.role = role
         self.registry = registry or CollectorRegistry()
         r = self.registry
-        self.articles = Counter("newsdedup_articles", "Articles handled, by outcome: canonical (new story), "
-                                "near, exact, duplicate (already stored) or rejected.", ["role", "outcome"], registry=r)
+        self.articles = Counter("newsdedup_articles", "Articles handled, by outcome: prepared (prepare role); "
+                                "canonical (new story), near, exact, duplicate (already stored); rejected.",
+                                ["role", "outcome"], registry=r)
         self.rejected = Counter("newsdedup_rejected_articles", "Articles rejected, by reason.",
                                 ["role", "reason"], registry=r)
         self.dead_letters = Counter("newsdedup_dead_letters", "Messages sent to the dead-letter topic, by reason.",
                                     ["role", "reason"], registry=r)
-        self.stage_seconds = Histogram("newsdedup_stage_duration_seconds", "Time spent in one stage for one article "
-                                       "(db_write: per batch).", ["role", "stage"], buckets=LATENCY_BUCKETS, registry=r)
+        self.stage_seconds = Histogram("newsdedup_stage_duration_seconds", "Time one stage took for one article: "
+                                       "extract, clean, normalise, fingerprint, lsh_query, verify.",
+                                       ["role", "stage"], buckets=LATENCY_BUCKETS, registry=r)
+        self.db_write_seconds = Histogram("newsdedup_database_write_duration_seconds", "Time one batch's database "
+                                          "transaction took.", ["role"], buckets=DATABASE_BUCKETS, registry=r)
         self.end_to_end_seconds = Histogram(
             "newsdedup_end_to_end_seconds", "From scraped_at (since=scraped) or from the raw Kafka record's timestamp "
-            "(since=kafka) to stored.", ["since"], buckets=END_TO_END_BUCKETS, registry=r)
-        self.candidates = Histogram("newsdedup_lsh_candidates", "LSH candidates looked at per article.",
+            "(since=kafka) to stored.", ["role", "since"], buckets=END_TO_END_BUCKETS, registry=r)
+        self.candidates = Histogram("newsdedup_lsh_candidates", "LSH candidates looked at per article.", ["role"],
                                     buckets=COUNT_BUCKETS, registry=r)
         self.similarity = Histogram("newsdedup_match_similarity_ratio", "Similarity of accepted near matches "
-                                    "(max of Jaccard and containment).", buckets=RATIO_BUCKETS, registry=r)
+                                    "(max of Jaccard and containment).", ["role"], buckets=RATIO_BUCKETS, registry=r)
         self.story_size = Histogram("newsdedup_story_size_articles", "Size of the story an article joined or founded.",
-                                    buckets=COUNT_BUCKETS, registry=r)
-        self.index_articles = Gauge("newsdedup_index_articles", "Articles in the in-memory index.", ["partition"],
-                                    registry=r)
-        self.index_stories = Gauge("newsdedup_index_stories", "Stories in the in-memory index.", ["partition"],
-                                   registry=r)
+                                    ["role"], buckets=COUNT_BUCKETS, registry=r)
+        self.index_articles = Gauge("newsdedup_index_articles", "Articles in the in-memory index.",
+                                    ["role", "partition"], registry=r)
+        self.index_stories = Gauge("newsdedup_index_stories", "Stories in the in-memory index.",
+                                   ["role", "partition"], registry=r)
         self.index_bytes = Gauge("newsdedup_index_memory_bytes", "Estimated memory of the in-memory index.",
-                                 ["partition"], registry=r)
-        self.stories_created = Counter("newsdedup_stories_created", "Stories founded.", registry=r)
+                                 ["role", "partition"], registry=r)
+        self.stories_created = Counter("newsdedup_stories_created", "Stories founded.", ["role"], registry=r)
         self.canonical_changes = Counter("newsdedup_canonical_changes", "Canonical elections that changed a story's "
-                                         "canonical article.", registry=r)
-        self.story_merges = Counter("newsdedup_story_merges", "Stories merged into another story.", registry=r)
+                                         "canonical article.", ["role"], registry=r)
+        self.story_merges = Counter("newsdedup_story_merges", "Stories merged into another story.", ["role"],
+                                    registry=r)
         self.db_errors = Counter("newsdedup_database_errors", "Database operations that failed.", ["role"], registry=r)
         self.db_retries = Counter("newsdedup_database_retries", "Database operations retried after a failure.",
                                   ["role"], registry=r)
@@ -71,26 +92,44 @@ class Metrics:
         self.commit_failures = Counter("newsdedup_commit_failures", "Batch commits that failed.", ["role"], registry=r)
         self.rebalances = Counter("newsdedup_rebalances", "Partition assignments and revocations.",
                                   ["role", "change"], registry=r)
+        self.assigned_partitions = Gauge("newsdedup_assigned_partitions", "Partitions this consumer owns now "
+                                         "(0 for a standby).", ["role"], registry=r)
         self.lag_messages = Gauge("newsdedup_consumer_lag_messages", "Messages behind the end of the partition.",
                                   ["role", "topic", "partition"], registry=r)
         self.lag_seconds = Gauge("newsdedup_consumer_lag_seconds", "Age of the last record processed while behind "
                                  "the end of the partition; 0 when caught up.", ["role", "topic", "partition"],
                                  registry=r)
         self.last_processed = Gauge("newsdedup_last_processed_timestamp_seconds", "Unix time of the last record "
-                                    "processed.", ["role"], registry=r)
+                                    "processed (the start time until then).", ["role"], registry=r)
         self.ready = Gauge("newsdedup_ready", "1 when /readyz answers ready.", ["role"], registry=r)
         self.build_info = Gauge("newsdedup_build_info", "Build of the running process (value 1).",
-                                ["version", "python"], registry=r)
-        self.build_info.labels(version=package_version(), python=platform.python_version()).set(1)
-        # Create the labelled children that always exist, so dashboards show zeros instead of gaps.
-        for outcome in ("canonical", "near", "exact", "duplicate", "rejected"):
+                                ["role", "version", "python"], registry=r)
+        self.build_info.labels(role=role, version=package_version(), python=platform.python_version()).set(1)
+        # Create the labelled children that always exist, so dashboards show zeros instead of gaps
+        # and increase() sees the first dead letter of a reason.
+        for outcome in OUTCOMES.get(role, OUTCOMES["match"]):
             self.articles.labels(role=role, outcome=outcome)
-        for counter in (self.commits, self.commit_failures, self.db_errors, self.db_retries):
+        for reason in REASONS:
+            self.rejected.labels(role=role, reason=reason)
+            self.dead_letters.labels(role=role, reason=reason)
+        for counter in (self.commits, self.commit_failures, self.db_errors, self.db_retries, self.stories_created,
+                        self.canonical_changes, self.story_merges):
             counter.labels(role=role)
+        self.assigned_partitions.labels(role=role).set(0)
+        self.last_processed.labels(role=role).set(time.time())
         self.ready.labels(role=role).set(0)
 
     def observe_stage(self, stage: str, seconds: float) -> None:
         self.stage_seconds.labels(role=self.role, stage=stage).observe(seconds)
+
+    def forget_partition(self, topic: str, partition: int) -> None:
+        """Drop a revoked partition's series, so a standby does not keep reporting stale lag."""
+        for gauge in (self.lag_messages, self.lag_seconds):
+            with contextlib.suppress(KeyError):
+                gauge.remove(self.role, topic, str(partition))
+        for gauge in (self.index_articles, self.index_stories, self.index_bytes):
+            with contextlib.suppress(KeyError):
+                gauge.remove(self.role, str(partition))
 
 
 def package_version() -> str:

@@ -16,7 +16,14 @@ from kafka.consumer.fetcher import ConsumerRecord
 from kafka.producer.future import FutureRecordMetadata
 from kafka.structs import OffsetAndMetadata, TopicPartition
 
-from consumers.kafka_io import PROCESSING_ERROR, ensure_topics, make_consumer, make_producer, send_dead_letter
+from consumers.kafka_io import (
+    PROCESSING_ERROR,
+    ensure_topics,
+    kafka_connected,
+    make_consumer,
+    make_producer,
+    send_dead_letter,
+)
 from consumers.lifecycle import StopFlag
 from consumers.prepare import Lineage, encode_prepared, prepare_article
 from consumers.settings import Settings
@@ -33,11 +40,11 @@ class _LogRebalances(ConsumerRebalanceListener):
         self.telemetry = telemetry
 
     def on_partitions_assigned(self, assigned: Collection[TopicPartition]) -> None:
-        self.telemetry.rebalanced("assigned")
+        self.telemetry.assigned(assigned)
         log.info("partitions assigned", extra={"role": ROLE, "partitions": sorted(p.partition for p in assigned)})
 
     def on_partitions_revoked(self, revoked: Collection[TopicPartition]) -> None:
-        self.telemetry.rebalanced("revoked")
+        self.telemetry.revoked(revoked)
         log.info("partitions revoked", extra={"role": ROLE, "partitions": sorted(p.partition for p in revoked)})
 
 
@@ -55,7 +62,8 @@ def run_prepare(settings: Settings, stop: StopFlag, max_idle_polls: int | None =
         while not stop:
             batch = consumer.poll(timeout_ms=settings.poll_timeout_ms, max_records=settings.batch_max_messages)
             telemetry.health.tick()
-            telemetry.health.set("kafka", consumer.bootstrap_connected())
+            telemetry.health.set("kafka", kafka_connected(consumer))
+            telemetry.refresh_lag(consumer)
             if not batch:
                 idle += 1
                 if max_idle_polls is not None and idle >= max_idle_polls:
@@ -69,7 +77,7 @@ def run_prepare(settings: Settings, stop: StopFlag, max_idle_polls: int | None =
                     futures.append(handle_raw(record, producer, settings, config, telemetry))
                     handled += 1
                 commit[partition] = OffsetAndMetadata(records[-1].offset + 1, "", -1)
-                telemetry.lag(consumer, partition, records[-1])
+                telemetry.processed(partition, records[-1])
             producer.flush()
             for future in futures:
                 future.get(timeout=0)  # raises if a send failed: the batch is not committed

@@ -65,17 +65,19 @@ class Settings:
     # -- fingerprint --
     num_perm: int = setting(128, "MinHash permutations per signature.")
     seed: int = setting(1, "MinHash seed; signatures with other seeds never compare.")
-    word_shingle_size: int = setting(3, "Words per shingle for scripts with spaces.")
+    word_shingle_size: int = setting(4, "Words per shingle for scripts with spaces.")
     char_shingle_size: int = setting(4, "Characters per shingle for scripts without spaces (CJK, Thai).")
     # -- match --
-    lsh_threshold: float = setting(0.3, "Jaccard threshold datasketch's optimiser tunes the LSH bands for.")
+    lsh_threshold: float = setting(0.15, "Jaccard threshold datasketch's optimiser tunes the LSH bands for.")
+    lsh_false_negative_weight: float = setting(
+        0.9, "Weight of missed pairs (vs. extra candidates, 1 minus this) in datasketch's choice of bands.")
     num_bands: int = setting(0, "LSH bands (b); 0 lets datasketch choose (b, r) from lsh_threshold.")
     rows_per_band: int = setting(0, "LSH rows per band (r); set together with num_bands.")
-    jaccard_threshold: float = setting(0.5, "Verified when the estimated Jaccard similarity reaches this.")
-    containment_threshold: float = setting(0.8, "...or when the smaller text's estimated containment reaches this.")
+    jaccard_threshold: float = setting(0.32, "Verified when the Jaccard similarity of the shingle sets reaches this.")
+    containment_threshold: float = setting(0.6, "...or when the smaller text's containment in the larger reaches this.")
     min_shingles: int = setting(20, "Containment counts only when both texts have this many shingles.")
     min_size_ratio: float = setting(
-        0.0, "...and when the smaller text has at least this share of the larger one's shingles (a short item "
+        0.15, "...and when the smaller text has at least this share of the larger one's shingles (a short item "
         "inside a live page or digest is not a copy of it).")
     preferred_sources: str = setting(
         "apnews.com,reuters.com,afp.com,pa.media",
@@ -101,6 +103,7 @@ class Settings:
     def match_config(self) -> MatchConfig:
         return MatchConfig(
             lsh_threshold=self.lsh_threshold,
+            false_negative_weight=self.lsh_false_negative_weight,
             num_bands=self.num_bands or None,
             rows_per_band=self.rows_per_band or None,
             jaccard_threshold=self.jaccard_threshold,

@@ -28,7 +28,7 @@ class FingerprintConfig:
 
     num_perm: int = 128
     seed: int = 1
-    word_shingle_size: int = 3
+    word_shingle_size: int = 4
     char_shingle_size: int = 4
 
     def __post_init__(self) -> None:

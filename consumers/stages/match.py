@@ -35,13 +35,14 @@ CANONICAL = "canonical"
 
 @dataclass(frozen=True, slots=True)
 class MatchConfig:
-    lsh_threshold: float = 0.3
+    lsh_threshold: float = 0.15
+    false_negative_weight: float = 0.9  # datasketch's optimiser weighs missed pairs against extra candidates
     num_bands: int | None = None  # with rows_per_band: fixes (b, r) instead of datasketch's optimiser
     rows_per_band: int | None = None
-    jaccard_threshold: float = 0.5
-    containment_threshold: float = 0.8
+    jaccard_threshold: float = 0.32
+    containment_threshold: float = 0.6
     min_shingles: int = 20
-    min_size_ratio: float = 0.0  # containment counts only when smaller/larger shingle counts reach this
+    min_size_ratio: float = 0.15  # containment counts only when smaller/larger shingle counts reach this
 
     def check(self, fingerprint: FingerprintConfig) -> None:
         """Cross-field rules, checked at start-up with the values in the message."""
@@ -52,7 +53,7 @@ class MatchConfig:
             raise ValueError(
                 f"num_bands * rows_per_band = {self.num_bands * self.rows_per_band} exceeds "
                 f"num_perm = {fingerprint.num_perm}")
-        for name in ("lsh_threshold", "jaccard_threshold", "containment_threshold"):
+        for name in ("lsh_threshold", "jaccard_threshold", "containment_threshold", "false_negative_weight"):
             value = getattr(self, name)
             if not 0.0 < value <= 1.0:
                 raise ValueError(f"{name}={value} must be in (0, 1]")
@@ -94,7 +95,9 @@ class CandidateIndex:
         if match.num_bands is not None and match.rows_per_band is not None:
             params = (match.num_bands, match.rows_per_band)
         self._seed = fingerprint.seed
-        self._lsh = MinHashLSH(threshold=match.lsh_threshold, num_perm=fingerprint.num_perm, params=params)
+        weights = (1.0 - match.false_negative_weight, match.false_negative_weight)
+        self._lsh = MinHashLSH(threshold=match.lsh_threshold, num_perm=fingerprint.num_perm, weights=weights,
+                               params=params)
 
     @property
     def bands(self) -> tuple[int, int]:

@@ -19,7 +19,7 @@ from consumers.stages.match import compare
 from consumers.stages.normalise import normalise_text
 from tests.unit.invented_news import DEPOT, FERRY
 
-CONFIG = FingerprintConfig(num_perm=128)
+CONFIG = FingerprintConfig(num_perm=128, word_shingle_size=3)  # explicit: tests must not follow tuned defaults
 
 
 def text_of(paragraphs: list[str]) -> str:

@@ -11,7 +11,8 @@ from consumers.stages.normalise import normalise_text
 from tests.unit.invented_news import DEPOT, FERRY, TURTLES
 
 FP = FingerprintConfig()
-MATCH = MatchConfig()
+# Explicit values: these tests pin the rule's semantics, not the tuned defaults.
+MATCH = MatchConfig(jaccard_threshold=0.5, containment_threshold=0.8, min_shingles=20, min_size_ratio=0.0)
 
 
 def fp_of(paragraphs: list[str]) -> Fingerprint:
@@ -36,6 +37,13 @@ def test_verify_rejects_below_both_thresholds() -> None:
 def test_verify_accepts_by_containment_when_texts_are_long_enough() -> None:
     assert verify(Similarity(jaccard=0.3, containment=0.85), 40, 200, MATCH)
     assert verify(Similarity(jaccard=0.3, containment=0.8), 20, 200, MATCH)  # both bounds inclusive
+
+
+def test_verify_rejects_containment_when_the_smaller_text_is_a_sliver_of_the_larger() -> None:
+    # A short item inside a live page or a digest is contained in it, but is no copy of it.
+    live_page_rule = MatchConfig(jaccard_threshold=0.5, containment_threshold=0.8, min_size_ratio=0.15)
+    assert not verify(Similarity(jaccard=0.1, containment=1.0), 100, 1000, live_page_rule)
+    assert verify(Similarity(jaccard=0.15, containment=1.0), 150, 1000, live_page_rule)  # bound inclusive
 
 
 def test_verify_rejects_containment_on_short_texts() -> None:
