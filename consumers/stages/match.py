@@ -53,10 +53,16 @@ class MatchConfig:
             raise ValueError(
                 f"num_bands * rows_per_band = {self.num_bands * self.rows_per_band} exceeds "
                 f"num_perm = {fingerprint.num_perm}")
+        if self.num_bands is not None and self.num_bands < 2:
+            raise ValueError(f"num_bands={self.num_bands}: datasketch's LSH needs at least 2 bands")
         for name in ("lsh_threshold", "jaccard_threshold", "containment_threshold", "false_negative_weight"):
             value = getattr(self, name)
             if not 0.0 < value <= 1.0:
                 raise ValueError(f"{name}={value} must be in (0, 1]")
+        if not 0.0 <= self.min_size_ratio <= 1.0:
+            raise ValueError(f"min_size_ratio={self.min_size_ratio} must be in [0, 1] (smaller / larger shingle count)")
+        if self.min_shingles < 1:
+            raise ValueError(f"min_shingles={self.min_shingles} must be at least 1")
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,6 +8,7 @@ are primary keys).
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -23,6 +24,8 @@ from consumers.stages.elect import Contender
 from consumers.stages.fingerprint import array_from_bytes, array_to_bytes
 from consumers.stages.match import Similarity
 from consumers.storage.models import ArticleRow, ConsumerOffsetRow, StoryEventRow, StoryRow
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,6 +188,10 @@ class StoryStore:
                     signature=array_from_bytes(signature), shingle_hashes=array_from_bytes(hashes or b""),
                     content_hash=content, method=method, similarity=Similarity(similarity, containment),
                 ))
+        without_hashes = sum(1 for article in articles if not len(article.shingle_hashes))
+        if without_hashes:
+            log.warning("stored articles without shingle hashes cannot be matched again",
+                        extra={"articles": without_hashes, "hint": "stored before migration 0002; re-ingest them"})
         matcher.load(stories, articles)
         return len(articles)
 

@@ -146,3 +146,14 @@ def test_index_remove_forgets_a_key(index: CandidateIndex) -> None:
 def test_index_bands_fit_num_perm(index: CandidateIndex) -> None:
     num_bands, rows_per_band = index.bands
     assert num_bands * rows_per_band <= FP.num_perm
+
+
+@pytest.mark.parametrize(("config", "message"), [
+    (MatchConfig(min_size_ratio=5.0), r"min_size_ratio=5.0 must be in \[0, 1\]"),
+    (MatchConfig(min_shingles=-3), r"min_shingles=-3 must be at least 1"),
+    (MatchConfig(num_bands=1, rows_per_band=4), r"num_bands=1: datasketch's LSH needs at least 2 bands"),
+    (MatchConfig(false_negative_weight=0.0), r"false_negative_weight=0.0 must be in \(0, 1\]"),
+])
+def test_check_rejects_values_the_index_or_the_rule_cannot_use(config: MatchConfig, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        config.check(FingerprintConfig())
