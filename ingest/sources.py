@@ -64,7 +64,9 @@ def _html_file(file: Path) -> Record:
     import trafilatura  # imported here: it is slow to import and only folders of pages need it
 
     html = file.read_text(encoding="utf-8", errors="replace")
-    meta = trafilatura.extract_metadata(html)
+    # Ask htmldate for the original publication time, with its zone when the page gives one.
+    meta = trafilatura.extract_metadata(html, date_config={"original_date": True, "extensive_search": False,
+                                                            "outputformat": "%Y-%m-%dT%H:%M:%S%z"})
     url = getattr(meta, "url", None)
     date = getattr(meta, "date", None)
     if not url:
@@ -78,6 +80,6 @@ def _html_file(file: Path) -> Record:
         "source": getattr(meta, "sitename", None) or getattr(meta, "hostname", None) or file.parent.name,
         "title": getattr(meta, "title", None) or "",
         "html": html,
-        "published_at": date if "T" in date else f"{date}T00:00:00Z",
+        "published_at": date if date[-5] in "+-" or date.endswith("Z") else f"{date}Z",  # no zone given: UTC
     }
     return Record(file.name, json.dumps(article, ensure_ascii=False).encode("utf-8"))

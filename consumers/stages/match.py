@@ -13,9 +13,10 @@ Verification accepts a pair when either
   chrome, successive versions), or
 - the containment of the smaller set in the larger reaches ``containment_threshold`` (trimmed
   copies, which keep a part of the story verbatim), provided the smaller text has at least
-  ``min_shingles`` shingles (a few shared phrases would look like containment) and at least
-  ``min_size_ratio`` of the larger one's (a short item inside a live page or digest is not a
-  copy of it).
+  ``min_size_ratio`` of the larger one's shingles (a short item inside a live page or digest is
+  not a copy of it).
+A text with fewer than ``min_shingles`` shingles matches only a near-identical one (Jaccard of
+at least ``SHORT_TEXT_JACCARD``): on a few shingles, one shared phrase is a large share.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from datasketch import LeanMinHash, MinHashLSH
 
 from consumers.stages.fingerprint import SCHEME, FingerprintConfig
 
+SHORT_TEXT_JACCARD = 0.9
 NEAR = "near"
 EXACT = "exact"
 CANONICAL = "canonical"
@@ -86,11 +88,13 @@ def compare(hashes_a: np.ndarray, hashes_b: np.ndarray) -> Similarity:
 
 
 def verify(similarity: Similarity, size_a: int, size_b: int, config: MatchConfig) -> bool:
+    smaller, larger = sorted((size_a, size_b))
+    if smaller < config.min_shingles:
+        # On a text of a few shingles any shared phrase is a large share: only near-identical texts match.
+        return similarity.jaccard >= SHORT_TEXT_JACCARD
     if similarity.jaccard >= config.jaccard_threshold:
         return True
-    smaller, larger = sorted((size_a, size_b))
-    return (smaller >= config.min_shingles and smaller >= config.min_size_ratio * larger
-            and similarity.containment >= config.containment_threshold)
+    return smaller >= config.min_size_ratio * larger and similarity.containment >= config.containment_threshold
 
 
 class CandidateIndex:

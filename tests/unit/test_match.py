@@ -27,7 +27,7 @@ def similarity(a: Fingerprint, b: Fingerprint) -> Similarity:
 
 def test_verify_accepts_by_jaccard() -> None:
     assert verify(Similarity(jaccard=0.55, containment=0.6), 100, 120, MATCH)
-    assert verify(Similarity(jaccard=0.5, containment=0.0), 5, 5, MATCH)  # threshold inclusive; size irrelevant
+    assert verify(Similarity(jaccard=0.5, containment=0.0), 20, 20, MATCH)  # threshold inclusive
 
 
 def test_verify_rejects_below_both_thresholds() -> None:
@@ -157,3 +157,19 @@ def test_index_bands_fit_num_perm(index: CandidateIndex) -> None:
 def test_check_rejects_values_the_index_or_the_rule_cannot_use(config: MatchConfig, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         config.check(FingerprintConfig())
+
+
+def test_short_texts_sharing_a_phrase_are_not_verified() -> None:
+    a = fingerprint(normalise_text("Police said the fire started late on Tuesday night in the old mill."), FP)
+    b = fingerprint(normalise_text("Police said the fire started late on Tuesday in the harbour."), FP)
+    measured, defaults = similarity(a, b), MatchConfig()
+    assert a.num_shingles < defaults.min_shingles
+    assert measured.jaccard >= defaults.jaccard_threshold  # a large share of a few shingles...
+    assert not verify(measured, a.num_shingles, b.num_shingles, defaults)  # ...is still no copy
+
+
+def test_short_near_identical_texts_are_verified() -> None:
+    text = "Police said the fire started late on Tuesday night in the old mill by the river."
+    a, b = fingerprint(normalise_text(text), FP), fingerprint(normalise_text(text + " Updated"), FP)
+    assert a.num_shingles < MATCH.min_shingles
+    assert verify(similarity(a, b), a.num_shingles, b.num_shingles, MATCH)
