@@ -20,8 +20,9 @@ similarities, is printed first.
 
 Per configuration: pairwise P/R/F1 on dev and on dev-real, F1 on helsinki-proxy (our labels of
 real scrapes, bench/labels/README.md), canonical accuracy on dev (share of gold clusters whose
-earliest article is the canonical of its story), the mean and the minimum of the three F1s, and the fingerprint stage's throughput for its FingerprintConfig (articles per
-CPU second of ``prepare_article`` in one process, so busy neighbours do not skew it). The top
+earliest article is the canonical of its story), the mean and the minimum of the three F1s, and
+the fingerprint stage's throughput for its FingerprintConfig (articles per CPU second of
+``prepare_article`` in one process, so busy neighbours do not skew it). The top
 rows by the minimum F1 are printed, the current defaults' row marked with ``*``.
 
 Runtime (a run costs about 1.3 CPU seconds, mostly datasketch's LSH and the exact verification;
