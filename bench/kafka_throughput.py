@@ -3,7 +3,8 @@
 Ingests an articles file into fresh topics, then runs `newsdedup prepare` (N workers) and
 `newsdedup match` side by side and polls the database until every article is stored. Prints
 the producer's rate, the pipeline's rate (first stored → last stored, and start → last stored)
-and ends with one JSON line. Uses the test database (newsdedup_test), whose tables it recreates.
+and ends with one JSON line. Uses the local `newsdedup` database (not the tests' newsdedup_test),
+whose tables it recreates.
 
     python bench/kafka_throughput.py [--input ../shared/eval/dev/articles.jsonl] [--prepare-workers 2]
 """
@@ -58,7 +59,7 @@ def main() -> int:
     args = parser.parse_args()
 
     services = services_env()
-    owner, app = services["NEWSDEDUP_TEST_MIGRATION_DATABASE_URL"], services["NEWSDEDUP_TEST_DATABASE_URL"]
+    owner, app = services["NEWSDEDUP_MIGRATION_DATABASE_URL"], services["NEWSDEDUP_DATABASE_URL"]
     fresh_database(owner)
     tag = uuid.uuid4().hex[:8]
     env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSDEDUP_")}
