@@ -7,6 +7,7 @@ whole sentences.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from dataclasses import dataclass
@@ -89,9 +90,14 @@ def shingle_hashes(grams: set[bytes]) -> np.ndarray:
 
 def minhash_signature(hashes: np.ndarray, config: FingerprintConfig) -> np.ndarray:
     """datasketch MinHash over the shingles' xxhash32 values (several times faster than its sha1 default)."""
-    minhash = MinHash(num_perm=config.num_perm, seed=config.seed, hashfunc=int, scheme=SCHEME)
+    minhash = _empty_minhash(config).copy()  # copying skips re-drawing the permutations, a third of the cost
     minhash.update_batch(hashes.tolist())
     return np.asarray(minhash.hashvalues, dtype=np.uint32)
+
+
+@functools.lru_cache(maxsize=8)
+def _empty_minhash(config: FingerprintConfig) -> MinHash:
+    return MinHash(num_perm=config.num_perm, seed=config.seed, hashfunc=int, scheme=SCHEME)
 
 
 def array_to_bytes(values: np.ndarray) -> bytes:

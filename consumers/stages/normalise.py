@@ -18,11 +18,13 @@ import unicodedata
 
 _ZERO_WIDTH = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff\u00ad\u180e"), None)
 _TYPOGRAPHY = str.maketrans({
-    "\u2018": "'", "\u2019": "'", "\u201a": "'", "\u201b": "'", "\u2032": "'", "\u0060": "'", "\u00b4": "'",
+    "\u2018": "'", "\u2019": "'", "\u201a": "'", "\u201b": "'", "\u2032": "'", "\u00b4": "'",
     "\u201c": '"', "\u201d": '"', "\u201e": '"', "\u201f": '"', "\u2033": '"', "\u00ab": '"', "\u00bb": '"',
     "\u2010": "-", "\u2011": "-", "\u2012": "-", "\u2013": "-", "\u2014": "-", "\u2015": "-", "\u2212": "-",
     "\u2026": "...", "\u00a0": " ",
 })
+# No chrome pattern below matches more than about 330 characters; longer lines are story text.
+MAX_CHROME_LINE_CHARS = 400
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 _WHITESPACE = re.compile(r"\s+")
 
@@ -97,7 +99,7 @@ def clean_text(body: str) -> str:
 
 def _without_chrome_lines(body: str) -> list[str]:
     paragraphs = []
-    for block in re.split(r"\n\s*\n", body.translate(_ZERO_WIDTH)):
+    for block in re.split(r"\n\s*\n", _fold(body, _ZERO_WIDTH)):
         kept = [line.strip() for line in block.splitlines() if line.strip() and not is_chrome_line(line)]
         if kept:
             paragraphs.append(" ".join(kept))
@@ -107,7 +109,7 @@ def _without_chrome_lines(body: str) -> list[str]:
 def _story_paragraphs(paragraphs: list[str]) -> list[str]:
     story: list[str] = []
     for paragraph in paragraphs:
-        text = html.unescape(paragraph).translate(_TYPOGRAPHY).strip()
+        text = _fold(html.unescape(paragraph), _TYPOGRAPHY).strip()
         words = len(text.split())
         if _TWEET_SIGNATURE.match(text):
             if story and len(story[-1].split()) <= 80:
@@ -123,16 +125,24 @@ def _story_paragraphs(paragraphs: list[str]) -> list[str]:
 
 def is_chrome_line(line: str) -> bool:
     """True when the whole line is page chrome, not story text."""
-    folded = html.unescape(line).translate(_TYPOGRAPHY).strip(" \t*-–—|•·")
+    if len(line) > MAX_CHROME_LINE_CHARS:
+        return False
+    folded = _fold(html.unescape(line), _TYPOGRAPHY).strip(" \t*-–—|•·")
     if not folded:
         return True
     return any(pattern.fullmatch(folded) for pattern in _CHROME_LINES)
+
+
+def _fold(text: str, table: dict[int, str | None]) -> str:
+    # Every character the tables map is outside ASCII, and most news text is ASCII: skip the
+    # dict-driven translate (the stage's costliest call) when it cannot change anything.
+    return text if text.isascii() else text.translate(table)
 
 
 def normalise_text(text: str) -> str:
     """Fold a text to its comparison form: one spelling per word, single spaces."""
     text = html.unescape(text)
     text = unicodedata.normalize("NFKC", text)
-    text = text.translate(_ZERO_WIDTH).translate(_TYPOGRAPHY)
+    text = _fold(_fold(text, _ZERO_WIDTH), _TYPOGRAPHY)
     text = _CONTROL.sub(" ", text)
     return _WHITESPACE.sub(" ", text.casefold()).strip()
