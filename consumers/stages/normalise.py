@@ -97,8 +97,9 @@ _DATELINE = re.compile(
 # Photo captions stay: copies of one page carry the same captions, and a gallery page's captions
 # are what ties it to its story (measured on real scrapes: dropping them cost recall).
 _TWEET_SIGNATURE = re.compile(r"^[—–-]\s*.{1,80}\(@\w{1,30}\)\s+\w+\.? \d{1,2}, \d{4}$")
-_CODE = re.compile(r"[{}]\s*$|\)\s*;\s*$|\bwindow\.\w|\bfunction\s*\(|_taboola|\bgoogletag\b|\bdocument\.\w")
-_SENTENCE_END = re.compile(r"[.!?…\"'”’)\]]\s*$")
+_CODE = re.compile(r"\bwindow\.\w|\bfunction\s*\(|_taboola|\bgoogletag\b|\bdocument\.\w")
+_CODE_ENDINGS = ("{", "}", ");")
+_SENTENCE_ENDINGS = tuple(".!?…\"'”’)]")
 MIN_PARAGRAPH_WORDS = 4  # shorter paragraphs are buttons and labels ("More", "Close", "Edit")
 MIN_UNPUNCTUATED_WORDS = 10  # shorter ones without a sentence end are headings and links
 MIN_STORY_WORDS = 30  # below this the "fragments" are all the page has (a gallery, a video): keep them
@@ -109,7 +110,7 @@ def clean_text(body: str) -> str:
     paragraphs = _without_chrome_lines(body)
     story = _story_paragraphs(paragraphs)
     if sum(len(p.split()) for p in story) < MIN_STORY_WORDS:
-        story = [p for p in paragraphs if not _CODE.search(p)]
+        story = [p for p in paragraphs if not _looks_like_code(p)]
     if story:
         story[0] = _DATELINE.sub("", story[0], count=1)
     return "\n\n".join(p for p in story if p)
@@ -133,12 +134,17 @@ def _story_paragraphs(paragraphs: list[str]) -> list[str]:
             if story and len(story[-1].split()) <= 80:
                 story.pop()  # the tweet this signature signs
             continue
-        if _CODE.search(text) or words < MIN_PARAGRAPH_WORDS:
+        if words < MIN_PARAGRAPH_WORDS or _looks_like_code(text):
             continue
-        if words < MIN_UNPUNCTUATED_WORDS and not _SENTENCE_END.search(text):
+        if words < MIN_UNPUNCTUATED_WORDS and not text.endswith(_SENTENCE_ENDINGS):
             continue
         story.append(paragraph)
     return story
+
+
+def _looks_like_code(text: str) -> bool:
+    # Checking the ending with str methods, not a "...\s*$" regex, which retries at every character.
+    return text.rstrip().endswith(_CODE_ENDINGS) or _CODE.search(text) is not None
 
 
 def is_chrome_line(line: str) -> bool:
