@@ -29,6 +29,7 @@ import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 SCHEMA_VERSION = 1
 DEFAULT_MAX_MESSAGE_BYTES = 2_000_000
@@ -117,8 +118,7 @@ def article_from_dict(obj: dict[str, Any]) -> Article:
                              f"schema_version {version} is not supported (this build reads {SCHEMA_VERSION})")
     article_id = _required_str(obj, "id")
     url = _required_str(obj, "url")
-    if not url.lower().startswith(("http://", "https://")):
-        raise InvalidArticle(INVALID_VALUE, f"url must be an absolute http(s) URL, got {url[:80]!r}")
+    _check_url(url)
     source = _required_str(obj, "source")
     body = _optional_str(obj, "body")
     html = _optional_str(obj, "html")
@@ -130,7 +130,7 @@ def article_from_dict(obj: dict[str, Any]) -> Article:
     metadata = obj.get("metadata", {})
     if not isinstance(metadata, dict):
         raise InvalidArticle(WRONG_TYPE, f"metadata must be an object, got {_type_name(metadata)}")
-    if _depth(metadata) > MAX_JSON_DEPTH:
+    if _too_deep(metadata, MAX_JSON_DEPTH):
         raise InvalidArticle(INVALID_VALUE, f"metadata is nested deeper than {MAX_JSON_DEPTH} levels")
     return Article(
         id=article_id,
@@ -141,7 +141,7 @@ def article_from_dict(obj: dict[str, Any]) -> Article:
         body=body,
         html=html,
         scraped_at=_optional_time(obj, "scraped_at"),
-        lang=(_optional_str(obj, "lang") or "und").lower(),
+        lang=_lang(obj),
         metadata=metadata,
         schema_version=version,
     )
@@ -179,6 +179,27 @@ def parse_time(text: str) -> datetime:
     if value.tzinfo is None:
         raise ValueError("time has no zone; add 'Z' or an offset such as '+02:00'")
     return value.astimezone(UTC)
+
+
+def _check_url(url: str) -> None:
+    if not url.lower().startswith(("http://", "https://")):
+        raise InvalidArticle(INVALID_VALUE, f"url must be an absolute http(s) URL, got {url[:80]!r}")
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError on a port that is not a number
+    except ValueError as exc:
+        raise InvalidArticle(INVALID_VALUE, f"url {url[:80]!r} cannot be parsed: {exc}") from None
+    if not parts.hostname:
+        raise InvalidArticle(INVALID_VALUE, f"url {url[:80]!r} names no host")
+
+
+def _lang(obj: dict[str, Any]) -> str:
+    # Lower-case before the length check: some letters grow when lower-cased ("İ" becomes two).
+    lang = (_optional_str(obj, "lang") or "und").lower()
+    if len(lang) > MAX_FIELD_CHARS["lang"]:
+        raise InvalidArticle(INVALID_VALUE, f"field 'lang' is {len(lang)} characters, the limit is "
+                                            f"{MAX_FIELD_CHARS['lang']}")
+    return lang
 
 
 def _optional_time(obj: dict[str, Any], name: str) -> datetime | None:
@@ -230,9 +251,14 @@ def _type_name(value: object) -> str:
     )
 
 
-def _depth(value: object) -> int:
-    if isinstance(value, dict):
-        return 1 + max((_depth(v) for v in value.values()), default=0)
-    if isinstance(value, list):
-        return 1 + max((_depth(v) for v in value), default=0)
-    return 0
+def _too_deep(value: object, limit: int) -> bool:
+    """True when containers nest deeper than ``limit``; iterative, so no depth can exhaust the stack."""
+    pending = [(value, 0)]
+    while pending:
+        item, depth = pending.pop()
+        if isinstance(item, dict | list):
+            if depth >= limit:
+                return True
+            children = item.values() if isinstance(item, dict) else item
+            pending.extend((child, depth + 1) for child in children)
+    return False

@@ -18,6 +18,7 @@ TRACKING_PREFIXES = ("utm_", "pk_", "hsa_", "at_")
 DEFAULT_PORTS = {"http": "80", "https": "443"}
 UNRESERVED = frozenset(string.ascii_letters + string.digits + "-._~")
 _ESCAPE = re.compile(r"%([0-9A-Fa-f]{2})")
+_STRAY_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
 
 
 def normalise_url(url: str) -> str:
@@ -34,7 +35,7 @@ def normalise_url(url: str) -> str:
     scheme = parts.scheme.lower()
     host = (parts.hostname or "").rstrip(".")
     with contextlib.suppress(UnicodeError):  # not valid IDNA: keep the lower-cased form, don't reject
-        host = host.encode("idna").decode("ascii")
+        host = host.encode("idna").decode("ascii").rstrip(".")  # IDNA turns "。" into a dot: strip it too
     if ":" in host:
         host = f"[{host}]"  # an IPv6 literal keeps its brackets
     port = parts.port if _has_valid_port(parts) else None
@@ -55,6 +56,9 @@ def _normalise_escapes(path: str) -> str:
         char = chr(int(match.group(1), 16))
         return char if char in UNRESERVED else f"%{match.group(1).upper()}"
 
+    # A "%" that starts no escape is a literal percent sign: escape it first, or decoding once
+    # could form a new escape ("%%341" -> "%41") and a second pass would change the URL again.
+    path = _STRAY_PERCENT.sub("%25", path)
     return quote(_ESCAPE.sub(decode, path), safe="/:@!$&'()*+,;=-._~%")
 
 

@@ -41,6 +41,7 @@ _fold_typography = _Replace({
     "\u2010": "-", "\u2011": "-", "\u2012": "-", "\u2013": "-", "\u2014": "-", "\u2015": "-", "\u2212": "-",
     "\u2026": "...", "\u00a0": " ",
 })
+MAX_UNESCAPES = 4  # "&amp;amp;lt;" needs three; a bound keeps a hostile text from looping long
 # No chrome pattern below matches more than about 330 characters; longer lines are story text.
 MAX_CHROME_LINE_CHARS = 400
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
@@ -158,9 +159,19 @@ def is_chrome_line(line: str) -> bool:
 
 
 def normalise_text(text: str) -> str:
-    """Fold a text to its comparison form: one spelling per word, single spaces."""
-    text = html.unescape(text)
-    text = unicodedata.normalize("NFKC", text)
-    text = _fold_typography(_strip_zero_width(text))
-    text = _CONTROL.sub(" ", text)
-    return _WHITESPACE.sub(" ", text.casefold()).strip()
+    """Fold a text to its comparison form: one spelling per word, single spaces.
+
+    Idempotent: entities are decoded until none is left (scrapers double-escape), zero-width
+    characters go before NFKC (so they cannot keep an accent apart from its letter), and NFKC runs
+    again after casefolding (which can leave sequences NFKC would compose, as "ß" + accent).
+    """
+    for _ in range(MAX_UNESCAPES):
+        unescaped = html.unescape(text)
+        if unescaped == text:
+            break
+        text = unescaped
+    text = unicodedata.normalize("NFKC", _strip_zero_width(text)).casefold()
+    if not text.isascii():
+        text = unicodedata.normalize("NFKC", text)
+    text = _CONTROL.sub(" ", _fold_typography(text))
+    return _WHITESPACE.sub(" ", text).strip()
