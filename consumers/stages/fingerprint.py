@@ -10,7 +10,9 @@ from __future__ import annotations
 import functools
 import hashlib
 import re
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import AnyStr
 
 import numpy as np
 import xxhash
@@ -18,6 +20,7 @@ from datasketch import MinHash
 
 SCHEME = "affine32"  # datasketch 2.x scheme; signatures from different schemes never compare
 _WORD = re.compile(r"\w+", re.UNICODE)
+_ASCII_WORD = re.compile(rb"\w+")  # on ASCII text the same tokens as _WORD
 _NO_SPACE_SCRIPTS = re.compile(
     r"[\u0e00-\u0eff\u1000-\u109f\u1780-\u17ff\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]"
 )
@@ -66,26 +69,32 @@ def tokenise(normalised: str) -> list[str]:
 
 def shingles(normalised: str, config: FingerprintConfig) -> set[bytes]:
     """The shingle set of a normalised text (see the module docstring for the two kinds)."""
+    return set(_grams(normalised, config))
+
+
+def _grams(normalised: str, config: FingerprintConfig) -> Iterator[bytes]:
+    """Every shingle of the text in order, repeats included (callers deduplicate)."""
+    if normalised.isascii():  # the common case: bytes all the way, and no script to look for
+        return _ngrams(_ASCII_WORD.findall(normalised.encode("ascii")), config.word_shingle_size, b" ")
     if _uses_characters(normalised):
-        chars = "".join(normalised.split())
-        n = config.char_shingle_size
-        grams = {chars[i:i + n] for i in range(max(1, len(chars) - n + 1))}
-    else:
-        words = tokenise(normalised)
-        n = config.word_shingle_size
-        grams = {" ".join(words[i:i + n]) for i in range(max(1, len(words) - n + 1))}
-    grams.discard("")
-    return {gram.encode("utf-8") for gram in grams}
+        return map(str.encode, _ngrams(list("".join(normalised.split())), config.char_shingle_size, ""))
+    return map(str.encode, _ngrams(tokenise(normalised), config.word_shingle_size, " "))
+
+
+def _ngrams(tokens: list[AnyStr], n: int, separator: AnyStr) -> Iterator[AnyStr]:
+    if len(tokens) <= n:
+        return iter([separator.join(tokens)] if tokens else [])
+    return map(separator.join, zip(*(tokens[i:] for i in range(n)), strict=False))
 
 
 def fingerprint(normalised: str, config: FingerprintConfig) -> Fingerprint:
-    hashes = shingle_hashes(shingles(normalised, config))
+    hashes = shingle_hashes(_grams(normalised, config))
     return Fingerprint(content_hash(normalised), minhash_signature(hashes, config), hashes)
 
 
-def shingle_hashes(grams: set[bytes]) -> np.ndarray:
+def shingle_hashes(grams: Iterable[bytes]) -> np.ndarray:
     """xxhash32 of each shingle, sorted and unique (two shingles rarely share a hash: 1 in 4e9 per pair)."""
-    return np.unique(np.fromiter((xxhash.xxh32_intdigest(gram) for gram in grams), dtype=np.uint32, count=len(grams)))
+    return np.unique(np.fromiter(map(xxhash.xxh32_intdigest, grams), dtype=np.uint32))
 
 
 def minhash_signature(hashes: np.ndarray, config: FingerprintConfig) -> np.ndarray:

@@ -99,6 +99,7 @@ _DATELINE = re.compile(
 # are what ties it to its story (measured on real scrapes: dropping them cost recall).
 _TWEET_SIGNATURE = re.compile(r"^[—–-]\s*.{1,80}\(@\w{1,30}\)\s+\w+\.? \d{1,2}, \d{4}$")
 _CODE = re.compile(r"\bwindow\.\w|\bfunction\s*\(|_taboola|\bgoogletag\b|\bdocument\.\w")
+_CODE_NEEDLES = ("window.", "function", "_taboola", "googletag", "document.")  # _CODE matches none without one
 _CODE_ENDINGS = ("{", "}", ");")
 _SENTENCE_ENDINGS = tuple(".!?…\"'”’)]")
 MIN_PARAGRAPH_WORDS = 4  # shorter paragraphs are buttons and labels ("More", "Close", "Edit")
@@ -145,7 +146,9 @@ def _story_paragraphs(paragraphs: list[str]) -> list[str]:
 
 def _looks_like_code(text: str) -> bool:
     # Checking the ending with str methods, not a "...\s*$" regex, which retries at every character.
-    return text.rstrip().endswith(_CODE_ENDINGS) or _CODE.search(text) is not None
+    if text.rstrip().endswith(_CODE_ENDINGS):
+        return True
+    return any(needle in text for needle in _CODE_NEEDLES) and _CODE.search(text) is not None
 
 
 def is_chrome_line(line: str) -> bool:
