@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import sys
 from collections.abc import Sequence
@@ -40,6 +41,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from consumers.logs import configure_logging
 
     configure_logging(settings.log_level)
+    # The index is millions of long-lived small objects; the default collector threshold (700)
+    # re-walks them over and over while it grows (measured 1.18x on the matcher, bench/fastpath.py).
+    gc.set_threshold(100_000, 50, 100)
     try:
         return int(args.handler(args, settings) or 0)
     except FileNotFoundError as exc:
