@@ -20,11 +20,35 @@ pytestmark = pytest.mark.integration
 DEV_REAL = SHARED / "eval" / "dev-real" / "articles.jsonl"
 
 
-def run_roles(settings: Settings, idle_seconds: float = 12) -> None:
-    """Run prepare and match side by side until both have been idle for a while."""
+def run_roles(settings: Settings, records: int, timeout: float = 600) -> None:
+    """Run prepare and match side by side until the matcher has stored its offset past ``records``
+    fingerprinted records, then stop both with SIGTERM (they must exit 0).
+
+    Waiting on the stored offset, not on idle time, keeps the test right on a slow or busy machine.
+    """
     env = settings_env(settings)
-    wait_all([start_cli(["prepare", "--exit-when-idle", str(idle_seconds)], env),
-              start_cli(["match", "--exit-when-idle", str(idle_seconds + 6)], env)], timeout=900)
+    roles = [start_cli(["prepare"], env), start_cli(["match"], env)]
+    engine = create_engine(settings.database_url)
+    deadline = time.monotonic() + timeout
+    try:
+        while matched_records(engine, settings) < records:
+            for role in roles:
+                assert role.poll() is None, f"{role.args} exited early:\n{role.communicate()[1][-3000:]}"
+            assert time.monotonic() < deadline, f"only {matched_records(engine, settings)} of {records} matched"
+            time.sleep(0.5)
+    finally:
+        engine.dispose()
+        for role in roles:
+            if role.poll() is None:
+                role.send_signal(signal.SIGTERM)
+    wait_all(roles, timeout=60)
+
+
+def matched_records(engine, settings: Settings) -> int:  # type: ignore[no-untyped-def]
+    with engine.connect() as conn:
+        consumed = conn.execute(text("SELECT coalesce(sum(next_offset), 0) FROM consumer_offsets "
+                                     "WHERE consumer_group = :group"), {"group": settings.match_group}).scalar_one()
+    return int(consumed)
 
 
 def read_export(path: Path) -> dict[str, dict]:
@@ -51,7 +75,7 @@ def test_kafka_path_stores_the_same_stories_as_embedded_mode(settings: Settings,
     env = settings_env(settings)
     sent = run_cli(["ingest", str(DEV_ARTICLES), "--no-progress"], env)
     assert "sent 4948, rejected 0" in sent.stdout
-    run_roles(settings)
+    run_roles(settings, records=4948)
     kafka_export = tmp_path / "kafka.jsonl"
     run_cli(["export", "--output", str(kafka_export)], env)
 
@@ -80,12 +104,12 @@ def test_kafka_path_stores_the_same_stories_as_embedded_mode(settings: Settings,
 def test_sending_the_same_file_twice_stores_nothing_new(settings: Settings) -> None:
     env = settings_env(settings)
     run_cli(["ingest", str(DEV_REAL), "--no-progress"], env)
-    run_roles(settings, idle_seconds=6)
+    run_roles(settings, records=68)
     first = table_counts(settings.database_url)
     assert first["articles"] == 68
 
     run_cli(["ingest", str(DEV_REAL), "--no-progress"], env)
-    run_roles(settings, idle_seconds=6)
+    run_roles(settings, records=2 * 68)
     second = table_counts(settings.database_url)
     assert second["articles"] == first["articles"]
     assert second["stories"] == first["stories"]
@@ -111,11 +135,15 @@ def test_bad_messages_go_to_the_dead_letter_topic_and_good_ones_are_stored(setti
             producer.send(settings.topic_raw, value=list(bad.values())[index], key=b"k")
     producer.flush()
     producer.close()
-    run_roles(settings, idle_seconds=6)
+    run_roles(settings, records=len(good))
 
     consumer = KafkaConsumer(settings.topic_dead_letters, bootstrap_servers=settings.kafka_bootstrap_servers,
-                             auto_offset_reset="earliest", consumer_timeout_ms=5000)
-    letters = list(consumer)
+                             auto_offset_reset="earliest")
+    letters = []
+    deadline = time.monotonic() + 60  # a busy machine can take a while to hand over the first fetch
+    while len(letters) < len(bad) and time.monotonic() < deadline:
+        for records in consumer.poll(timeout_ms=1000).values():
+            letters.extend(records)
     consumer.close()
     by_reason = {dict(m.headers)[REASON_HEADER].decode(): m for m in letters}
     assert set(by_reason) == set(bad)
