@@ -23,6 +23,7 @@ from collections.abc import Collection
 
 from kafka import ConsumerRebalanceListener, KafkaConsumer, KafkaProducer
 from kafka.consumer.fetcher import ConsumerRecord
+from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata, TopicPartition
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -99,6 +100,10 @@ class MatchWorker(ConsumerRebalanceListener):
         self.telemetry.health.set("database", True)
         if partition.partition in stored:
             self.consumer.seek(partition, stored[partition.partition])
+        else:
+            # Nothing stored for this partition yet: read it from the start, so that a first batch
+            # whose write failed is read again rather than skipped (replays are no-ops).
+            self.consumer.seek_to_beginning(partition)
         self.matchers[partition.partition] = matcher
         self.telemetry.index(partition.partition, matcher)
         log.info("index rebuilt", extra={
@@ -161,7 +166,11 @@ class MatchWorker(ConsumerRebalanceListener):
         self.telemetry.health.set("database", True)
         self.handled += len(records)
         self._publish(changes)
-        self.consumer.commit({partition: OffsetAndMetadata(next_offset, "", -1)})
+        try:  # the database holds the offset that counts; Kafka's copy only feeds lag tools
+            self.consumer.commit({partition: OffsetAndMetadata(next_offset, "", -1)})
+        except KafkaError as exc:
+            log.warning("Kafka offset commit failed; the stored offset stands",
+                        extra={"role": ROLE, "partition": partition.partition, "error": type(exc).__name__})
         self.telemetry.processed(partition, records[-1])
         matcher.evict_expired()
         self.telemetry.index(partition.partition, matcher)

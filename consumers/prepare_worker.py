@@ -13,6 +13,7 @@ from collections.abc import Collection
 
 from kafka import ConsumerRebalanceListener, KafkaProducer
 from kafka.consumer.fetcher import ConsumerRecord
+from kafka.errors import KafkaError
 from kafka.producer.future import FutureRecordMetadata
 from kafka.structs import OffsetAndMetadata, TopicPartition
 
@@ -81,8 +82,13 @@ def run_prepare(settings: Settings, stop: StopFlag, max_idle_polls: int | None =
             producer.flush()
             for future in futures:
                 future.get(timeout=0)  # raises if a send failed: the batch is not committed
-            consumer.commit(commit)
-            telemetry.metrics.commits.labels(role=ROLE).inc()
+            try:
+                consumer.commit(commit)
+                telemetry.metrics.commits.labels(role=ROLE).inc()
+            except KafkaError as exc:  # at least once: the batch is read again after a restart or rebalance
+                telemetry.metrics.commit_failures.labels(role=ROLE).inc()
+                log.warning("offset commit failed; the batch may be prepared again",
+                            extra={"role": ROLE, "error": type(exc).__name__})
     finally:
         log.info("prepare stopping", extra={"role": ROLE, "handled": handled})
         producer.close(timeout=10)

@@ -105,6 +105,8 @@ def parse_article(raw: bytes, max_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> Art
         raise InvalidArticle(INVALID_VALUE, "a string holds a lone surrogate escape, which is no character") from None
     except ValueError:
         raise InvalidArticle(INVALID_VALUE, "a number is out of range (it overflows to infinity)") from None
+    if "\\u0000" in text and _holds_nul(obj):  # the cheap test first; PostgreSQL text cannot hold NUL
+        raise InvalidArticle(INVALID_VALUE, "a string holds a NUL character (\\u0000)")
     return article_from_dict(obj)
 
 
@@ -179,6 +181,21 @@ def parse_time(text: str) -> datetime:
     if value.tzinfo is None:
         raise ValueError("time has no zone; add 'Z' or an offset such as '+02:00'")
     return value.astimezone(UTC)
+
+
+def _holds_nul(value: object) -> bool:
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return True
+        elif isinstance(item, dict):
+            pending.extend(item.keys())
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+    return False
 
 
 def _check_url(url: str) -> None:

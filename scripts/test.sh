@@ -33,4 +33,6 @@ fi
 say "ruff"
 .venv/bin/ruff check .
 say "pytest"
-.venv/bin/python -m pytest "$@"
+# tests/faults (fault injection, issue 5) starts its own Kafka and PostgreSQL and is not yet
+# verified end to end: run it with `python -m pytest -m faults tests/faults`; CI leaves it out for now.
+.venv/bin/python -m pytest --ignore=tests/faults "$@"

@@ -1,0 +1,96 @@
+"""Scale-out and failover: three prepare workers and two matchers (one active, one standby on the one
+partition of articles.fingerprinted). SIGKILL the active matcher while articles flow: the standby
+takes over, rebuilds its index from the database and goes on; the result equals the single-process
+(embedded) run. Prints the failover time (kill → the standby's first stored article) and the index
+rebuild time (the standby's "index rebuilt" log line)."""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+
+import pytest
+
+from tests.faults.support import (
+    GRACE_SECONDS,
+    Harness,
+    compare_exports,
+    dev_lines,
+    ids_of,
+    parse_ts,
+    poll_until,
+    replicated_dev_lines,
+)
+
+pytestmark = pytest.mark.faults
+
+
+def run_failover(harness: Harness, baseline: dict[str, dict], lines: list[bytes], rate: float, seed: int) -> None:
+    rng = random.Random(seed)
+    group = harness.settings.match_group
+    harness.ensure_topics()
+    harness.liveness_probe()
+    first = harness.start("match", "matchA")
+    assert poll_until(first.owns_match_partition, 60), first.tail()
+    workers = [harness.start("prepare") for _ in range(3)]
+    feeder = harness.feed(lines, rate)
+    time.sleep(1.5)
+    second = harness.start("match", "matchB")  # joins while the first one is busy: a rebalance under load
+    assert poll_until(lambda: harness.group_state(group) == ("Stable", 2), 60), harness.group_state(group)
+    assert poll_until(lambda: all(len(w.prepare_partitions()) == 2 for w in workers), 60), \
+        [w.prepare_partitions() for w in workers]
+    stream = len(lines) / rate
+    kill_at = rng.uniform(0.4, 0.6) * stream  # seconds into the stream
+    time.sleep(max(0.0, kill_at - (time.monotonic() - feeder.started_mono)))
+    harness.assert_alive()
+    active = [m for m in (first, second) if m.owns_match_partition()]
+    assert len(active) == 1, "exactly one matcher should own the partition"
+    active_matcher = active[0]
+    standby = second if active_matcher is first else first
+    stored_before = harness.stored_count()
+    killed_at = active_matcher.kill9()
+
+    def rebuilt() -> list[dict]:
+        return [e for e in standby.events("index rebuilt") if parse_ts(e["ts"]) > killed_at]
+
+    assert poll_until(lambda: bool(rebuilt()), 90), f"the standby did not take over:\n{standby.tail()}"
+    feeder.done()
+    reached = harness.wait_stored(len(lines))
+    harness.assert_alive()
+    exits = harness.stop_all()
+
+    audit = harness.audit(ids_of(lines))
+    diff = compare_exports(harness.export(), baseline)
+    takeover = rebuilt()[0]
+    assigned_after = (parse_ts(takeover["ts"]) - killed_at).total_seconds()
+    first_stored = harness.first_stored_after(killed_at)
+    failover = (first_stored - killed_at).total_seconds() if first_stored else None
+    print(f"FAILOVER kill -> standby's first stored article: {failover:.2f}s" if failover is not None
+          else "FAILOVER: the standby stored nothing")
+    print(f"INDEX REBUILD {takeover['seconds']:.3f}s for {takeover['articles']} articles "
+          f"(standby's index rebuilt {assigned_after:.2f}s after the kill)")
+    harness.report(
+        "kill -9 active matcher (3 prepare, 2 match)", 1, len(lines), audit,
+        "-" if failover is None else f"{failover:.1f}s", equal=not any(diff.values()),
+        notes=f"failover (kill -> standby's 1st stored) {'-' if failover is None else f'{failover:.2f}s'}; "
+              f"index rebuild {takeover['seconds']:.3f}s for {takeover['articles']} articles "
+              f"(stored at kill: {stored_before})" + harness.wedge_note())
+
+    assert failover is not None
+    assert takeover["articles"] >= (stored_before or 0), "the standby's index misses stored articles"
+    assert reached == len(lines) and audit.exact, audit
+    assert not any(diff.values()), diff
+    for name, (code, took) in exits.items():
+        assert code == 0 and took < GRACE_SECONDS, f"{name} exited {code} after {took:.1f}s"
+
+
+def test_failover_short(harness: Harness, embedded_baseline: Callable[..., dict[str, dict]]) -> None:
+    lines = dev_lines(3000)
+    run_failover(harness, embedded_baseline("dev3000", lines), lines, rate=150, seed=3)
+
+
+@pytest.mark.slow
+def test_failover_20k(harness: Harness, embedded_baseline: Callable[..., dict[str, dict]]) -> None:
+    lines = replicated_dev_lines(4)
+    run_failover(harness, embedded_baseline("dev-x4", lines), lines, rate=300, seed=4)

@@ -1,0 +1,140 @@
+"""The Kafka broker restarted while articles flow (services.sh down kafka / up kafka on our instance).
+
+Two properties, tested apart because one of them is broken:
+
+* nothing is lost or duplicated, and the stories equal embedded mode's: the roles run under a supervisor
+  that restarts a role that dies (as systemd or Kubernetes would), and every death is reported;
+* the roles recover on their own, without dying: a consumer that commits while the broker is down raises
+  out of the loop. Mid-stream that is a race (a commit must be under way when the broker goes), so
+  ``test_a_commit_while_the_broker_is_down_does_not_kill_the_matcher`` holds the matcher just before a
+  commit, stops the broker and lets it go on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+from kafka import KafkaProducer
+from sqlalchemy import create_engine, text
+
+from tests.faults.support import (
+    GRACE_SECONDS,
+    Harness,
+    compare_exports,
+    dev_lines,
+    ids_of,
+    now,
+    poll_until,
+    seconds,
+)
+
+pytestmark = pytest.mark.faults
+
+
+def run_broker_restarts(harness: Harness, baseline: dict[str, dict], lines: list[bytes], restarts: int,
+                        rate: float) -> None:
+    harness.ensure_topics()
+    harness.liveness_probe()
+    harness.supervise()
+    matcher = harness.start("match")
+    harness.start("prepare")
+    assert poll_until(matcher.owns_match_partition, 60), matcher.tail()
+    feeder = harness.feed(lines, rate)
+    downtimes, recoveries = [], []
+    for index in range(restarts):
+        target = 400 + index * len(lines) // (restarts + 1)
+        assert poll_until(lambda t=target: (harness.stored_count() or 0) >= t, 120), "the stream stalled"
+        down_at = now()
+        harness.services.down("kafka")
+        harness.services.up("kafka")
+        up_at = now()
+        downtimes.append((up_at - down_at).total_seconds())
+        assert poll_until(lambda at=up_at: harness.first_stored_after(at) is not None or not feeder.is_alive(), 120)
+        first = harness.first_stored_after(up_at)
+        recoveries.append((first - up_at).total_seconds() if first else None)
+    feeder.done()
+    reached = harness.wait_stored(len(lines))
+    harness.stop_supervising()
+    exits = harness.stop_all()
+
+    audit = harness.audit(ids_of(lines))
+    diff = compare_exports(harness.export(), baseline)
+    known = [r for r in recoveries if r is not None]
+    harness.report(
+        "Kafka broker restart (supervised)", restarts, len(lines), audit, seconds(max(known) if known else None),
+        equal=not any(diff.values()),
+        notes="broker down " + ", ".join(f"{d:.1f}s" for d in downtimes) + f"; feeder sent {feeder.sent}; "
+              + (f"roles that DIED and were restarted: {len(harness.restarts)} ("
+                 + "; ".join(r.split(":")[0] for r in harness.restarts) + ")" if harness.restarts
+                 else "no role died") + harness.wedge_note())
+    for restart in harness.restarts:
+        print("ROLE DIED DURING A BROKER RESTART:", restart)
+
+    assert reached == len(lines) and audit.exact, audit
+    assert not any(diff.values()), diff
+    for name, (code, took) in exits.items():
+        assert code == 0 and took < GRACE_SECONDS, f"{name} exited {code} after {took:.1f}s"
+
+
+def test_kafka_restart_short(harness: Harness, embedded_baseline: Callable[..., dict[str, dict]]) -> None:
+    lines = dev_lines(3000)
+    run_broker_restarts(harness, embedded_baseline("dev3000", lines), lines, restarts=1, rate=150)
+
+
+@pytest.mark.slow
+def test_kafka_restart_repeated(harness: Harness, embedded_baseline: Callable[..., dict[str, dict]]) -> None:
+    lines = dev_lines()
+    run_broker_restarts(harness, embedded_baseline("dev", lines), lines, restarts=3, rate=100)
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "BUG consumers/match_worker.py MatchWorker._handle (self.consumer.commit, after the database transaction) "
+    "and consumers/prepare_worker.py run_prepare (consumer.commit(commit)): KafkaConsumer.commit raises when it "
+    "cannot reach the broker: KafkaTimeoutError once the broker has been unreachable for request_timeout_ms "
+    "(30 s; deterministic here), KafkaConnectionError '111 ECONNREFUSED' when the broker goes away during the "
+    "commit (the mid-stream race seen in the supervised restart tests). Nothing in the roles catches it: the "
+    "process exits 1 instead of riding out the broker restart, and without a supervisor its partitions stop. "
+    "Fix: catch KafkaError around the commit, log it, count it (newsdedup_commit_failures) and go on: match's "
+    "offset of record is in the database and prepare replays harmlessly; the next batch commits again."))
+def test_a_commit_while_the_broker_is_down_does_not_kill_the_matcher(harness: Harness) -> None:
+    settings = harness.settings
+    lines = dev_lines(3100)[3000:3100]
+    harness.ensure_topics()
+    matcher = harness.start("match")
+    harness.start("prepare")
+    assert poll_until(matcher.owns_match_partition, 60), matcher.tail()
+    producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, acks="all")
+    for line in lines:
+        producer.send(settings.topic_raw, key=b"k", value=line)
+    producer.flush()
+    assert harness.wait_stored(len(lines), timeout=60) == len(lines)
+
+    # Hold the matcher inside its next transaction (lock its offset row), send the same articles again, stop
+    # the broker, let the transaction go: a batch of already-stored articles publishes no events, so the
+    # commit to Kafka is the first thing after it that needs the broker.
+    engine = create_engine(settings.database_url)
+    lock = engine.connect()
+    transaction = lock.begin()
+    lock.execute(text("SELECT * FROM consumer_offsets FOR UPDATE")).all()
+    try:
+        for line in lines:
+            producer.send(settings.topic_raw, key=b"k", value=line)
+        producer.flush()
+        producer.close()
+        assert poll_until(lambda: bool(lock.execute(text("SELECT count(*) FROM pg_locks WHERE NOT granted"))
+                                       .scalar_one()), 60), "the matcher never reached its offset write"
+        down_at = now()
+        harness.services.down("kafka")
+    finally:
+        transaction.rollback()
+        lock.close()
+        engine.dispose()
+    died = poll_until(lambda: not matcher.alive, 40)  # the broker stays down meanwhile
+    downtime = (now() - down_at).total_seconds()
+    harness.services.up("kafka")
+    harness.report("Kafka down 40s during a commit", 1, len(lines) * 2, harness.audit(ids_of(lines)), "-",
+                   equal=None,
+                   notes=("matcher DIED " + f"{downtime:.0f}s into the outage: "
+                          + matcher.tail(1).strip()[:110]) if died else f"matcher survived {downtime:.0f}s")
+    harness.assert_alive()
