@@ -14,28 +14,17 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shlex
 import subprocess
 import sys
 import time
 import uuid
 from pathlib import Path
 
+from benchlib import services_env  # bench/ is on sys.path when a script of it runs
 from sqlalchemy import create_engine, text
 
 ROOT = Path(__file__).resolve().parents[1]
 DEV = ROOT.parent / "shared" / "eval" / "dev" / "articles.jsonl"
-
-
-def services_env() -> dict[str, str]:
-    result = subprocess.run(["bash", str(ROOT / "scripts" / "services.sh"), "up"], capture_output=True, text=True)
-    if result.returncode != 0:
-        sys.exit(f"scripts/services.sh up failed:\n{result.stderr[-2000:]}")
-    env = {}
-    for line in result.stdout.splitlines():
-        key, _, value = line.removeprefix("export ").partition("=")
-        env[key] = shlex.split(value)[0]
-    return env
 
 
 def fresh_database(owner_url: str) -> None:

@@ -5,11 +5,12 @@ from __future__ import annotations
 import sys
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from tqdm import tqdm
 
-from ingest.contract import InvalidArticle, parse_article
-from ingest.producer import ArticleProducer, DeliveryError
+from ingest.contract import INVALID_VALUE, InvalidArticle, parse_article
+from ingest.producer import ArticleProducer
 from ingest.sources import read_source, source_size
 
 
@@ -30,31 +31,22 @@ def ingest(path: str, producer: ArticleProducer, *, progress: bool = True) -> In
     """Send every valid article of a source; invalid ones are counted, not sent."""
     summary = IngestSummary()
     total = source_size(path)
-    unit_is_bytes = total is not None and not path.endswith("/") and not _is_dir(path)
+    unit_is_bytes = total is not None and Path(path).is_file()  # a file counts bytes, a folder files
     with tqdm(total=total, unit="B" if unit_is_bytes else " articles", unit_scale=unit_is_bytes,
               disable=not progress, file=sys.stderr, desc="ingest") as bar:
         for record in read_source(path):
             try:
                 if record.raw is None:
-                    raise record.error or InvalidArticle("invalid_value", "unreadable")
+                    raise record.error or InvalidArticle(INVALID_VALUE, "unreadable")
                 article = parse_article(record.raw, producer.max_message_bytes)
                 producer.send(article)
                 summary.sent += 1
+                if summary.sent % 1000 == 0:
+                    producer.flush()  # surface delivery errors early and bound memory
             except InvalidArticle as exc:
                 summary.rejected[exc.reason] += 1
                 if len(summary.examples) < 5:
                     summary.examples.append(f"{record.label}: {exc}")
             bar.update(len(record.raw) + 1 if unit_is_bytes and record.raw else 1)
-            if summary.sent % 1000 == 0:
-                producer.flush()  # surface delivery errors early and bound memory
-    try:
-        producer.flush()
-    except DeliveryError:
-        raise
+    producer.flush()  # raises DeliveryError for anything the brokers did not acknowledge
     return summary
-
-
-def _is_dir(path: str) -> bool:
-    from pathlib import Path
-
-    return Path(path).is_dir()
