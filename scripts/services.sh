@@ -44,7 +44,23 @@ KAFKA_CLUSTER_ID_FILE=$KAFKA_RUN/cluster-id
 KAFKA_LOG4J_CONFIG=$SCRIPT_DIR/kafka/log4j2.properties
 KAFKA_POM=$SCRIPT_DIR/kafka/pom.xml
 
-PG_RUN=$RUN_DIR/postgres
+# The cluster lives in the run dir, unless the `postgres` OS user (see PG_OS_USER below) could not
+# reach it: as root in a private folder (mktemp -d, a 700 home), it goes to /var/lib/newsdedup,
+# under a name derived from the run dir, so that `up`, `status` and `down` all find the same place.
+others_can_search() {
+  local dir=$1
+  while [[ $dir != / && -n $dir ]]; do
+    if [[ -e $dir ]] && (( ($(stat -c %a "$dir") & 1) == 0 )); then return 1; fi
+    dir=$(dirname "$dir")
+  done
+}
+if [[ -n ${NEWSDEDUP_PG_RUN_DIR:-} ]]; then
+  PG_RUN=$NEWSDEDUP_PG_RUN_DIR
+elif [[ $EUID -eq 0 ]] && ! others_can_search "$RUN_DIR"; then
+  PG_RUN=/var/lib/newsdedup/$(printf '%s' "$RUN_DIR" | sha1sum | cut -c1-12)/postgres
+else
+  PG_RUN=$RUN_DIR/postgres
+fi
 PG_DATA=$PG_RUN/data
 PG_SOCKET_DIR=$PG_RUN/socket
 PG_LOG=$PG_RUN/postgres.log
@@ -109,6 +125,9 @@ What \`up\` sets up:
 
 Environment overrides (defaults in brackets):
   NEWSDEDUP_RUN_DIR                 run/data folder [<repo>/.services]
+  NEWSDEDUP_PG_RUN_DIR              PostgreSQL's folder [<run dir>/postgres; as root, when the
+                                    postgres user cannot reach the run dir:
+                                    /var/lib/newsdedup/<hash of run dir>/postgres]
   NEWSDEDUP_CACHE_DIR               jar cache [\$HOME/.cache/newsdedup]
   NEWSDEDUP_KAFKA_PORT              broker port [19092]
   NEWSDEDUP_KAFKA_CONTROLLER_PORT   KRaft controller port [19093]
@@ -510,10 +529,11 @@ pg_log_tail() {
 # TCP connections need a scram-sha-256 password.
 pg_init_cluster() {
   mkdir -p "$PG_RUN"
+  if [[ $PG_RUN == /var/lib/newsdedup/* ]]; then chmod 755 /var/lib/newsdedup "$(dirname "$PG_RUN")"; fi
   if [[ $EUID -eq 0 ]]; then chown "$PG_OS_USER:" "$PG_RUN"; fi
   chmod 700 "$PG_RUN"
   as_pg test -w "$PG_RUN" \
-    || die "postgres: OS user '$PG_OS_USER' cannot write $PG_RUN; every parent folder must be searchable by it (chmod o+x), or set NEWSDEDUP_RUN_DIR elsewhere"
+    || die "postgres: OS user '$PG_OS_USER' cannot write $PG_RUN; every parent folder must be searchable by it (chmod o+x), or set NEWSDEDUP_RUN_DIR or NEWSDEDUP_PG_RUN_DIR elsewhere"
   as_pg mkdir -p "$PG_SOCKET_DIR"
   # A unix socket path is limited to 107 bytes.
   local sock="$PG_SOCKET_DIR/.s.PGSQL.$PG_PORT"
