@@ -4,21 +4,14 @@ Not production code: each prototype is what we propose for consumers/, written h
 gain is measured on the same articles in the same run, and its output compared with production's,
 article by article (a prototype whose output differs is reported as such, not timed as a win).
 
-Fingerprint stage (``--part fingerprint``), applied to the live production code by swapping module
-globals for the duration of a measurement (so it follows the current code, and fails loudly if a
-name it swaps is gone):
-
-  F1  code-paragraph regex: look for its literal needles ("{", "}", ";", "window.", "function",
-      "_taboola", "googletag", "document.") with ``in`` before running the regex, which otherwise
-      tries 7 alternatives at every character of every paragraph;
-  F2  chrome lines: the 22 anchored patterns as one alternation, one ``fullmatch`` per line;
-  F3  whitespace: ``" ".join(text.split())`` for ``_WHITESPACE.sub(" ", text).strip()``;
-  F4  shingles + hashes: n-grams by ``zip`` and ``map`` (no per-slice joins in Python), no set of
-      bytes (``np.unique`` deduplicates the hashes anyway), ASCII text tokenised and hashed as
-      bytes (one encode per text instead of one per shingle), and no CJK/Thai script scan of ASCII text;
-  F5  MinHash: the datasketch affine32 permutation applied with numpy directly on the uint32
-      hash array (datasketch's own ``_fmix`` and permutation parameters), skipping ``tolist()``,
-      one ``int()`` per shingle and the MinHash object.
+Fingerprint stage (``--part fingerprint``): its prototypes (F1 literal needles before the code
+regex, F2 the chrome-line patterns as one alternation, F3 whitespace by split/join, F4 n-grams by
+zip over bytes tokens, F5 MinHash with numpy on the hash array) are all in production now, so this
+part compares production with the prepare chain of an earlier commit (``--against``, default the
+one before the fast path), loaded from git into the same process: first every article of the
+eval sets (dev, dev-real, the Helsinki scrapes) and of the 700-word corpus must give identical
+prepared articles (text, content hash, key, signature, shingle hashes, wire record, rejections),
+then both are timed side by side on the 700-word articles.
 
 Matcher (``--part matcher``):
 
@@ -31,229 +24,179 @@ Matcher (``--part matcher``):
   M3  LSH as sorted numpy arrays (uint64 band keys + int32 ordinals, searchsorted to query) with
       a small dict for recent inserts, merged in bulk: about 12 bytes per band entry.
 
-    python bench/fastpath.py [--part fingerprint|matcher|all] [--articles 1000] [--index 100000]
+    python bench/fastpath.py [--part fingerprint|matcher|all] [--articles 1000] [--against REV]
+                             [--index 100000]
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import gc
 import multiprocessing
-import re
+import subprocess
 import sys
 import time
-from collections.abc import Hashable, Iterator
+import types
+from collections.abc import Hashable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np
-import xxhash
-from benchlib import Deriver, emit, median, note, prepare_all, print_header, settled_rss
+from benchlib import ROOT, Deriver, emit, median, note, prepare_all, print_header, settled_rss
 from corpus import Corpus, load_dev
-from datasketch import MinHash
-from datasketch.minhash import _fmix
+from evalsets import DEFAULT_EVAL_DIR, load_sets
 
 import consumers.prepare as prepare_module
 from consumers.matcher import Matcher
-from consumers.prepare import Lineage, prepare_article
+from consumers.prepare import Lineage
 from consumers.settings import load_settings
 from consumers.stages import fingerprint as fp
 from consumers.stages import match as match_stage
-from consumers.stages import normalise
 from ingest.contract import article_from_dict
 
-# -- fingerprint prototypes ----------------------------------------------------------------------
+# -- fingerprint: production beside an earlier commit ------------------------------------------
 
-# The literal needles each known version of normalise._CODE needs before it can match.
-CODE_NEEDLES = {
-    r"[{}]\s*$|\)\s*;\s*$|\bwindow\.\w|\bfunction\s*\(|_taboola|\bgoogletag\b|\bdocument\.\w":
-        ("{", "}", ";", "window.", "function", "_taboola", "googletag", "document."),
-    r"\bwindow\.\w|\bfunction\s*\(|_taboola|\bgoogletag\b|\bdocument\.\w":
-        ("window.", "function", "_taboola", "googletag", "document."),
-}
+# The prepare chain before the fast path (F1-F5 and what followed) was moved into production.
+BASELINE = "9693181"
+# Loaded from git in this order, so each one's imports find the old modules before it.
+PREPARE_CHAIN = ("consumers.stages.extract", "consumers.stages.normalise", "consumers.stages.fingerprint",
+                 "consumers.prepare")
 
 
-class PrototypeUnavailable(RuntimeError):
-    """The production code a prototype swaps changed: the prototype needs revisiting."""
+def prepare_chain_at(rev: str) -> types.ModuleType:
+    """consumers/prepare.py and the stages it calls, as they were at git revision ``rev``.
 
-
-class NeedleFirst:
-    """F1: a regex that can only match text holding one of its literal needles."""
-
-    def __init__(self, pattern: re.Pattern, needles: tuple[str, ...]) -> None:
-        self.pattern, self.needles = pattern, needles
-
-    def search(self, text: str) -> re.Match | None:
-        for needle in self.needles:
-            if needle in text:
-                return self.pattern.search(text)
-        return None
-
-
-class Collapse:
-    """F3: stands in for ``_WHITESPACE`` where it is only used as ``.sub(" ", text).strip()``."""
-
-    pattern = r"\s+"
-
-    @staticmethod
-    def sub(replacement: str, text: str) -> str:
-        assert replacement == " "
-        return " ".join(text.split())
-
-
-def one_chrome_pattern(patterns: list[re.Pattern]) -> re.Pattern:
-    """F2: any(p.fullmatch(s) for p in patterns) as one alternation, each keeping its own flags."""
-    parts = []
-    for pattern in patterns:
-        flags = "i" if pattern.flags & re.IGNORECASE else ""
-        parts.append(f"(?{flags}:{pattern.pattern})" if flags else f"(?:{pattern.pattern})")
-    return re.compile("|".join(parts))
-
-
-_ASCII_WORD = re.compile(rb"\w+")
-
-
-def fast_fingerprint(normalised: str, config: fp.FingerprintConfig) -> fp.Fingerprint:
-    """F4 + F5: the same Fingerprint as production's ``fingerprint`` (checked by ``compare_prepared``)."""
-    ascii_only = normalised.isascii()  # no CJK/Thai letter is ASCII: skip the script scan
-    if not ascii_only and fp._uses_characters(normalised):
-        return _production_fingerprint(normalised, config)
-    n = config.word_shingle_size
-    if ascii_only:
-        words = _ASCII_WORD.findall(normalised.encode("ascii"))
-        grams: Iterator[bytes] = map(b" ".join, zip(*(words[i:] for i in range(n)), strict=False)) \
-            if len(words) >= n else iter([b" ".join(words)] if words else [])
-    else:
-        words = fp.tokenise(normalised)
-        grams = map(str.encode, map(" ".join, zip(*(words[i:] for i in range(n)), strict=False))) \
-            if len(words) >= n else iter([" ".join(words).encode()] if words else [])
-    count = max(0, len(words) - n + 1) if len(words) >= n else (1 if words else 0)
-    hashes = np.unique(np.fromiter(map(xxhash.xxh32_intdigest, grams), dtype=np.uint32, count=count))
-    return fp.Fingerprint(fp.content_hash(normalised), numpy_minhash(hashes, config), hashes)
-
-
-_PERMUTATIONS: dict[fp.FingerprintConfig, tuple[np.ndarray, np.ndarray]] = {}
-
-
-def numpy_minhash(hashes: np.ndarray, config: fp.FingerprintConfig) -> np.ndarray:
-    """F5: datasketch's affine32 update_batch, with numpy on the array itself."""
-    if config not in _PERMUTATIONS:
-        a, b = MinHash(num_perm=config.num_perm, seed=config.seed, hashfunc=int, scheme=fp.SCHEME).permutations
-        _PERMUTATIONS[config] = (a.astype(np.uint32), b.astype(np.uint32))
-    a, b = _PERMUTATIONS[config]
-    if not len(hashes):
-        return np.full(config.num_perm, np.iinfo(np.uint32).max, dtype=np.uint32)
-    mixed = _fmix(hashes.astype(np.uint32).reshape(-1, 1), 32)
-    return (mixed * a + b).min(axis=0)
-
-
-_production_fingerprint = fp.fingerprint
-
-
-@contextlib.contextmanager
-def fingerprint_prototypes(which: str = "F1,F2,F3,F4,F5") -> Iterator[None]:
-    """Swap the chosen prototypes into the live production modules, and back."""
-    chosen = set(which.split(","))
-    saved = []
-
-    def swap(module: object, name: str, value: object) -> None:
-        if not hasattr(module, name):
-            raise PrototypeUnavailable(f"{getattr(module, '__name__', module)}.{name} is gone: production changed")
-        saved.append((module, name, getattr(module, name)))
-        setattr(module, name, value)
-
+    Each old module is executed from ``git show`` while it stands in sys.modules under its own
+    name (so the old prepare.py imports the old stages), and the live modules are put back after.
+    """
+    saved = {name: sys.modules.get(name) for name in PREPARE_CHAIN}
+    loaded: dict[str, types.ModuleType] = {}
     try:
-        if "F1" in chosen:
-            needles = CODE_NEEDLES.get(normalise._CODE.pattern)
-            if needles is None:
-                raise PrototypeUnavailable("normalise._CODE is a pattern F1 does not know: re-derive its needles")
-            swap(normalise, "_CODE", NeedleFirst(normalise._CODE, needles))
-        if "F2" in chosen:
-            swap(normalise, "_CHROME_LINES", [one_chrome_pattern(normalise._CHROME_LINES)])
-        if "F3" in chosen:
-            swap(normalise, "_WHITESPACE", Collapse())
-        if "F4" in chosen or "F5" in chosen:
-            swap(prepare_module, "fingerprint", fast_fingerprint)
-        yield
+        for name in PREPARE_CHAIN:
+            path = name.replace(".", "/") + ".py"
+            source = subprocess.run(["git", "-C", str(ROOT), "show", f"{rev}:{path}"], capture_output=True,
+                                    text=True, check=True).stdout
+            module = types.ModuleType(name)
+            module.__file__ = f"{rev}:{path}"
+            sys.modules[name] = module
+            exec(compile(source, module.__file__, "exec"), module.__dict__)
+            loaded[name] = module
     finally:
-        for module, name, value in reversed(saved):
-            setattr(module, name, value)
+        for name, module in saved.items():
+            if module is None:
+                sys.modules.pop(name, None)
+            else:
+                sys.modules[name] = module
+    return loaded["consumers.prepare"]
 
 
-def compare_prepared(left: list, right: list) -> int:
-    """How many prepared articles differ in text, content hash, signature or shingle hashes."""
-    differ = 0
-    for a, b in zip(left, right, strict=True):
-        if (a.text != b.text or a.content_hash != b.content_hash or a.key != b.key
-                or not np.array_equal(a.signature, b.signature)
-                or not np.array_equal(a.shingle_hashes, b.shingle_hashes)):
-            differ += 1
-    return differ
+# Characters where a fast path could part from the regexes it replaces: C0/C1 controls and the
+# separators str.split knows (\x1c-\x1f, NEL), no-break and zero-width spaces, entities (double
+# escaped too), case folds that change length or need NFKC again, non-word symbols, combining
+# marks, CJK and Thai (character shingles), code and chrome lines.
+EDGE_CASES = ("\x0b", "\x0c", "\x1c\x1f", "\x85", "\x7f\x9f", "\u00a0", "\u200b", "\u2028", "&amp;amp;lt;b&gt;",
+              "&#10;&#x2014;", "&nbsp;", "Straße STRASSE", "\u017f\u212a \u0130stanbul", "e\u0301te\u0301",
+              "£5 €7 ¥9 №1 ½", "x\u00b2\u2460", "ﬁnance ＡＢＣ", "渡轮公司暂停了服务。渡轮公司暂停", "เรือข้ามฟาก",
+              "_under_score_", "\t\r\n", "window.dataLayer = [];", "Advertisement", "Share this article",
+              "By Jane Doe, Reuters", "\u201cquoted\u201d \u2014 dash\u2026", "ΣΊΣΥΦΟΣ ὈΔΥΣΣΕΎΣ")
 
 
-def fingerprint_part(count: int, rounds: int) -> dict:
-    config = load_settings({}).fingerprint_config()
+def edge_case_articles(dev: list[dict]) -> list:
+    """Dev articles with EDGE_CASES put into the text: in a line, as a line, as a paragraph, as all of it."""
+    articles = []
+    for index, record in enumerate(dev[:4 * len(EDGE_CASES)]):
+        edge = EDGE_CASES[index % len(EDGE_CASES)]
+        words = (record.get("body") or "").split(" ")
+        middle = len(words) // 2
+        where = index // len(EDGE_CASES)
+        if where == 3:
+            body = " ".join([edge, "word"] * 40)
+        else:
+            joiner = (edge, f"\n{edge}\n", f"\n\n{edge}\n\n")[where]
+            body = " ".join(words[:middle]) + joiner + " ".join(words[middle:])
+        articles.append(article_from_dict({**record, "body": body}))
+    return articles
+
+
+def check_articles(count: int) -> dict[str, list]:
+    """Every article the fingerprint check runs on: the eval sets' real texts and long synthetic ones."""
+    sets: dict[str, list] = {s.name: [article_from_dict(dict(r)) for r in s.records]
+                             for s in load_sets(DEFAULT_EVAL_DIR)}
     dev = load_dev()
-    long_articles = [article_from_dict(r) for r in Corpus(dev, words=700, seed=11).records(count)]
-    check_articles = [article_from_dict(dict(r)) for r in dev] + long_articles[:200]
+    sets["edge cases"] = edge_case_articles(dev)
+    sets["700-word corpus"] = [article_from_dict(r) for r in Corpus(dev, words=700, seed=11).records(count)]
+    return sets
 
-    def run(articles: list) -> list:
-        out = []
-        for article in articles:
-            try:
-                out.append(prepare_article(article, config))
-            except Exception as exc:  # an article production rejects must be rejected alike
-                out.append(type(exc).__name__)
-        return out
 
-    # Equality first: every prototype alone and all together, on the dev set + 200 long articles.
-    reference = run(check_articles)
-    ok_reference = [p for p in reference if not isinstance(p, str)]
-    variants = []
-    for variant in ["F1", "F2", "F3", "F4", "F5"]:
+def _prepare_or_error(prepare_module: types.ModuleType, articles: list, config: fp.FingerprintConfig) -> list:
+    out = []
+    for article in articles:
         try:
-            with fingerprint_prototypes(variant):
-                variants.append(variant)
-        except PrototypeUnavailable as exc:
-            print(f"{variant} unavailable: {exc}")
-    variants.append(",".join(variants))
-    differences = {}
-    for variant in variants:
-        with fingerprint_prototypes(variant):
-            mine = run(check_articles)
-        rejected_alike = all(isinstance(a, str) == isinstance(b, str) for a, b in zip(reference, mine, strict=True))
-        differences[variant] = (compare_prepared(ok_reference, [p for p in mine if not isinstance(p, str)])
-                                if rejected_alike else -1)
-    print(f"identical output on {len(check_articles):,} articles (the dev set and 200 of 700 words): "
-          + ", ".join(f"{v}: {'yes' if d == 0 else f'NO ({d} differ)'}" for v, d in differences.items()))
+            out.append(prepare_module.prepare_article(article, config))
+        except Exception as exc:  # an article one side rejects must be rejected alike
+            out.append(f"{type(exc).__name__}: {exc}")
+    return out
 
-    # Speed, side by side, rotating order; CPU time of this process.
-    rates: dict[str, list[float]] = {v: [] for v in ["production", *variants]}
-    ratios: dict[str, list[float]] = {v: [] for v in variants}
+
+def differences(old_module: types.ModuleType, old: list, new: list) -> list[str]:
+    """Why each differing article differs: every field, and the wire record both ways."""
+    lineage = Lineage("articles.raw", 0, 0, None)
+    found = []
+    for index, (a, b) in enumerate(zip(old, new, strict=True)):
+        if isinstance(a, str) or isinstance(b, str):
+            if a != b:
+                found.append(f"#{index}: {a!r} vs {b!r}")
+            continue
+        fields = [name for name in a.__slots__
+                  if not (np.array_equal(getattr(a, name), getattr(b, name)) if isinstance(getattr(a, name), np.ndarray)
+                          else getattr(a, name) == getattr(b, name))]
+        wire = old_module.encode_prepared(a, lineage)
+        if wire != prepare_module.encode_prepared(b, lineage):
+            fields.append("wire record")
+        elif prepare_module.encode_prepared(prepare_module.decode_prepared(wire)[0], lineage) != wire:
+            fields.append("wire record read back")
+        if fields:
+            found.append(f"#{index} ({a.input_id}): {', '.join(fields)}")
+    return found
+
+
+def fingerprint_part(count: int, rounds: int, against: str) -> dict:
+    """Identical output first (every eval article), then speed side by side with ``against``."""
+    config = load_settings({}).fingerprint_config()
+    old_module = prepare_chain_at(against)
+    sets = check_articles(count)
+    identical = {}
+    for name, articles in sets.items():
+        found = differences(old_module, _prepare_or_error(old_module, articles, config),
+                            _prepare_or_error(prepare_module, articles, config))
+        identical[name] = not found
+        print(f"{name}: {len(articles):,} articles, "
+              + ("identical (text, hashes, signature, shingle hashes, key, wire record)" if not found
+                 else f"{len(found)} DIFFER, first: {'; '.join(found[:3])}"))
+
+    long_articles = sets["700-word corpus"]
+    sides = {f"at {against}": old_module.prepare_article, "production": prepare_module.prepare_article}
+    rates: dict[str, list[float]] = {side: [] for side in sides}
+    ratios = []
     for r in range(rounds):
-        order = ["production", *variants]
-        order = order[r % len(order):] + order[:r % len(order)]
+        order = list(sides) if r % 2 == 0 else list(reversed(sides))
         this = {}
-        for variant in order:
-            context = contextlib.nullcontext() if variant == "production" else fingerprint_prototypes(variant)
-            with context:
-                started = time.process_time()
-                for article in long_articles:
-                    prepare_article(article, config)
-                this[variant] = len(long_articles) / (time.process_time() - started)
-            rates[variant].append(this[variant])
-        for variant in variants:
-            ratios[variant].append(this[variant] / this["production"])
-    print(f"prepare_article on {count:,} articles of 700 words, {rounds} rounds (CPU time, medians):")
-    for variant in ["production", *variants]:
-        ratio = "" if variant == "production" else f"  {median(ratios[variant]):.2f}x production"
-        print(f"  {variant:18} {median(rates[variant]):>8,.0f} articles/s per core{ratio}")
-    return {"production_articles_per_s": round(median(rates["production"])),
-            "prototype_articles_per_s": {v: round(median(rates[v])) for v in variants},
-            "prototype_ratio": {v: round(median(ratios[v]), 2) for v in variants},
-            "identical": {v: d == 0 for v, d in differences.items()}}
+        for side in order:
+            prepare = sides[side]
+            started = time.process_time()
+            for article in long_articles:
+                prepare(article, config)
+            this[side] = len(long_articles) / (time.process_time() - started)
+            rates[side].append(this[side])
+        ratios.append(this["production"] / this[f"at {against}"])
+    print(f"prepare_article on {len(long_articles):,} articles of 700 words, {rounds} rounds (CPU time, medians):")
+    for side in sides:
+        print(f"  {side:18} {median(rates[side]):>8,.0f} articles/s per core")
+    print(f"  production / at {against}: {median(ratios):.2f}x (median of per-round ratios)")
+    return {"against": against, "identical": identical,
+            "articles_per_s": {side: round(median(rates[side])) for side in sides},
+            "ratio": round(median(ratios), 2)}
 
 
 # -- matcher prototypes --------------------------------------------------------------------------
@@ -504,14 +447,16 @@ def main() -> int:
     parser.add_argument("--part", choices=("fingerprint", "matcher", "all"), default="all")
     parser.add_argument("--articles", type=int, default=1000, help="700-word articles per fingerprint round")
     parser.add_argument("--rounds", type=int, default=3, help="fingerprint rounds (default 3)")
+    parser.add_argument("--against", default=BASELINE,
+                        help=f"git revision whose prepare chain production is compared with (default {BASELINE})")
     parser.add_argument("--index", type=int, default=50_000, help="entries in the LSH-alone comparison")
     parser.add_argument("--matcher-articles", type=int, default=30_000, help="articles in the matcher comparison")
     args = parser.parse_args()
     found = print_header("fast-path prototypes beside production (identical output required)")
     result: dict = {"script": "fastpath"}
     if args.part in ("fingerprint", "all"):
-        note("fingerprint prototypes")
-        result["fingerprint"] = fingerprint_part(args.articles, args.rounds)
+        note(f"fingerprint stage: production beside {args.against}")
+        result["fingerprint"] = fingerprint_part(args.articles, args.rounds, args.against)
     if args.part in ("matcher", "all"):
         note("matcher prototypes")
         result["matcher"] = matcher_part(args.index, 5000, args.matcher_articles)

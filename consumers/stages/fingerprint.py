@@ -20,7 +20,15 @@ from datasketch import MinHash
 
 SCHEME = "affine32"  # datasketch 2.x scheme; signatures from different schemes never compare
 _WORD = re.compile(r"\w+", re.UNICODE)
-_ASCII_WORD = re.compile(rb"\w+")  # on ASCII text the same tokens as _WORD
+# Word tokens are cut from UTF-8 bytes, several times faster than _WORD.findall and with no
+# encode per shingle afterwards: non-ASCII characters that are not word characters ("£", "€")
+# become spaces first, then one bytes.translate turns every ASCII non-word byte into a space and
+# bytes.split cuts the tokens. The same tokens as _WORD: the UTF-8 bytes of non-ASCII characters
+# are all >= 0x80, which the table leaves alone.
+_NON_ASCII_NON_WORD = re.compile(r"[^\x00-\x7f\w]")
+_ASCII_NON_WORD_TO_SPACE = bytes(
+    byte if byte >= 0x80 or chr(byte).isalnum() or byte == ord("_") else ord(" ") for byte in range(256)
+)
 _NO_SPACE_SCRIPTS = re.compile(
     r"[\u0e00-\u0eff\u1000-\u109f\u1780-\u17ff\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]"
 )
@@ -69,44 +77,85 @@ def tokenise(normalised: str) -> list[str]:
 
 def shingles(normalised: str, config: FingerprintConfig) -> set[bytes]:
     """The shingle set of a normalised text (see the module docstring for the two kinds)."""
-    return set(_grams(normalised, config))
+    return set(_grams(normalised, config)[0])
 
 
-def _grams(normalised: str, config: FingerprintConfig) -> Iterator[bytes]:
-    """Every shingle of the text in order, repeats included (callers deduplicate)."""
-    if normalised.isascii():  # the common case: bytes all the way, and no script to look for
-        return _ngrams(_ASCII_WORD.findall(normalised.encode("ascii")), config.word_shingle_size, b" ")
-    if _uses_characters(normalised):
-        return map(str.encode, _ngrams(list("".join(normalised.split())), config.char_shingle_size, ""))
-    return map(str.encode, _ngrams(tokenise(normalised), config.word_shingle_size, " "))
+def _grams(normalised: str, config: FingerprintConfig) -> tuple[Iterator[bytes], int]:
+    """Every shingle of the text in order, repeats included (callers deduplicate), and their number."""
+    if not normalised.isascii() and _uses_characters(normalised):
+        chars = list("".join(normalised.split()))
+        grams, count = _ngrams(chars, config.char_shingle_size, "")
+        return map(str.encode, grams), count
+    return _ngrams(_word_tokens(normalised), config.word_shingle_size, b" ")
 
 
-def _ngrams(tokens: list[AnyStr], n: int, separator: AnyStr) -> Iterator[AnyStr]:
+def _word_tokens(text: str) -> list[bytes]:
+    """``tokenise(text)`` as UTF-8 bytes (see _NON_ASCII_NON_WORD for how)."""
+    if not text.isascii():
+        text = _NON_ASCII_NON_WORD.sub(" ", text)
+    return text.encode("utf-8").translate(_ASCII_NON_WORD_TO_SPACE).split()
+
+
+def _ngrams(tokens: list[AnyStr], n: int, separator: AnyStr) -> tuple[Iterator[AnyStr], int]:
     if len(tokens) <= n:
-        return iter([separator.join(tokens)] if tokens else [])
-    return map(separator.join, zip(*(tokens[i:] for i in range(n)), strict=False))
+        return iter([separator.join(tokens)] if tokens else []), min(len(tokens), 1)
+    # zip over shifted slices joins each n-gram in C: no Python-level slicing per shingle.
+    return map(separator.join, zip(*(tokens[i:] for i in range(n)), strict=False)), len(tokens) - n + 1
 
 
 def fingerprint(normalised: str, config: FingerprintConfig) -> Fingerprint:
-    hashes = shingle_hashes(_grams(normalised, config))
+    hashes = shingle_hashes(*_grams(normalised, config))
     return Fingerprint(content_hash(normalised), minhash_signature(hashes, config), hashes)
 
 
-def shingle_hashes(grams: Iterable[bytes]) -> np.ndarray:
-    """xxhash32 of each shingle, sorted and unique (two shingles rarely share a hash: 1 in 4e9 per pair)."""
-    return np.unique(np.fromiter(map(xxhash.xxh32_intdigest, grams), dtype=np.uint32))
+def shingle_hashes(grams: Iterable[bytes], count: int = -1) -> np.ndarray:
+    """xxhash32 of each shingle, sorted and unique (two shingles rarely share a hash: 1 in 4e9 per pair).
+
+    ``count``, when known, lets numpy allocate the array once.
+    """
+    hashes = np.sort(np.fromiter(map(xxhash.xxh32_intdigest, grams), dtype=np.uint32, count=count))
+    # Unique by comparing neighbours: np.unique (numpy 2) builds a hash table first, and costs 5x more here.
+    distinct = np.empty(len(hashes), dtype=bool)
+    distinct[:1] = True
+    np.not_equal(hashes[1:], hashes[:-1], out=distinct[1:])
+    return hashes[distinct]
 
 
 def minhash_signature(hashes: np.ndarray, config: FingerprintConfig) -> np.ndarray:
-    """datasketch MinHash over the shingles' xxhash32 values (several times faster than its sha1 default)."""
-    minhash = _empty_minhash(config).copy()  # copying skips re-drawing the permutations, a third of the cost
-    minhash.update_batch(hashes.tolist())
-    return np.asarray(minhash.hashvalues, dtype=np.uint32)
+    """datasketch's affine32 MinHash of the shingles' xxhash32 values, computed on the array itself.
+
+    The same values as ``MinHash(num_perm, seed, scheme="affine32").update_batch(hashes)`` (a unit
+    test holds it to that), without the MinHash object, ``tolist()`` and an ``int()`` per shingle:
+    each hash is pre-mixed with MurmurHash3's 32-bit finaliser, then permuted by every
+    ``a * h + b mod 2**32`` (uint32 arithmetic wraps), and each permutation keeps its minimum.
+    """
+    a, b = _permutations(config)
+    if not len(hashes):
+        return np.full(config.num_perm, _MAX_HASH, dtype=np.uint32)
+    permuted = np.multiply.outer(a, _fmix32(hashes))  # num_perm rows: each row's minimum is one value
+    permuted += b[:, np.newaxis]
+    return permuted.min(axis=1)
+
+
+_MAX_HASH = np.iinfo(np.uint32).max
+
+
+def _fmix32(hashes: np.ndarray) -> np.ndarray:
+    """MurmurHash3's 32-bit finaliser (datasketch.minhash._fmix for width 32), on a copy."""
+    mixed = hashes.astype(np.uint32)
+    mixed ^= mixed >> np.uint32(16)
+    mixed *= np.uint32(0x85EBCA6B)
+    mixed ^= mixed >> np.uint32(13)
+    mixed *= np.uint32(0xC2B2AE35)
+    mixed ^= mixed >> np.uint32(16)
+    return mixed
 
 
 @functools.lru_cache(maxsize=8)
-def _empty_minhash(config: FingerprintConfig) -> MinHash:
-    return MinHash(num_perm=config.num_perm, seed=config.seed, hashfunc=int, scheme=SCHEME)
+def _permutations(config: FingerprintConfig) -> tuple[np.ndarray, np.ndarray]:
+    """datasketch's permutation parameters (a, b) for this config, drawn once."""
+    a, b = MinHash(num_perm=config.num_perm, seed=config.seed, hashfunc=int, scheme=SCHEME).permutations
+    return a.astype(np.uint32), b.astype(np.uint32)
 
 
 def array_to_bytes(values: np.ndarray) -> bytes:
