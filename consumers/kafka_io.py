@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.admin import NewTopic
 from kafka.consumer.fetcher import ConsumerRecord
-from kafka.errors import TopicAlreadyExistsError
+from kafka.errors import KafkaError, MessageSizeTooLargeError, RecordListTooLargeError, TopicAlreadyExistsError
+from kafka.producer.future import FutureRecordMetadata
 
 from consumers.settings import Settings
+from ingest.contract import TOO_LARGE
 from ingest.producer import NO_LOSS
 
 log = logging.getLogger(__name__)
@@ -19,7 +22,15 @@ log = logging.getLogger(__name__)
 REASON_HEADER = "newsdedup.reason"
 DETAIL_HEADER = "newsdedup.detail"
 SOURCE_HEADERS = ("newsdedup.source.topic", "newsdedup.source.partition", "newsdedup.source.offset")
+TRUNCATED_HEADER = "newsdedup.truncated"  # set when the value had to be cut to fit: its original size
 PROCESSING_ERROR = "processing_error"  # an unexpected failure on a message that passed validation
+
+# Room for a record's key, headers and batch framing on top of its value.
+RECORD_OVERHEAD_BYTES = 65_536
+# A dead letter too large even for the dead-letter topic keeps this much of its value.
+DEAD_LETTER_CUT_BYTES = 65_536
+# Errors that refuse one record for its size: that record's problem, not the batch's.
+SIZE_ERRORS = (MessageSizeTooLargeError, RecordListTooLargeError)
 
 
 def client_config(settings: Settings) -> dict[str, Any]:
@@ -39,6 +50,22 @@ def client_config(settings: Settings) -> dict[str, Any]:
     return config
 
 
+def topic_max_bytes(settings: Settings) -> dict[str, int]:
+    """Each topic's ``max.message.bytes``, sized so that anything the contract accepts gets through.
+
+    Kafka's default (about 1 MB) is below the contract's limit (max_message_bytes, 2 MB by
+    default). A fingerprinted record carries the text and its shingle hashes (up to about 3.7x the
+    text), a dead letter the original bytes plus headers, gzip-compressed (random bytes grow).
+    """
+    raw = settings.max_message_bytes + RECORD_OVERHEAD_BYTES
+    return {
+        settings.topic_raw: raw,
+        settings.topic_fingerprinted: 4 * raw,
+        settings.topic_dead_letters: 2 * raw,
+        settings.topic_story_events: 1_048_588,  # Kafka's default: events are small
+    }
+
+
 def ensure_topics(settings: Settings) -> list[str]:
     """Create the service's topics if missing; returns the names created."""
     wanted = {
@@ -47,13 +74,15 @@ def ensure_topics(settings: Settings) -> list[str]:
         settings.topic_dead_letters: 1,
         settings.topic_story_events: 1,
     }
+    max_bytes = topic_max_bytes(settings)
     admin = KafkaAdminClient(**client_config(settings))
     try:
         missing = [name for name in wanted if name not in set(admin.list_topics())]
         created = []
         for name in missing:
             try:
-                admin.create_topics([NewTopic(name, wanted[name], replication_factor=-1)])
+                config = {"max.message.bytes": str(max_bytes[name])}
+                admin.create_topics([NewTopic(name, wanted[name], replication_factor=-1, topic_configs=config)])
                 created.append(name)
             except TopicAlreadyExistsError:
                 pass  # another process created it meanwhile
@@ -70,7 +99,8 @@ def make_producer(settings: Settings) -> KafkaProducer:
         **client_config(settings),
         **NO_LOSS,
         compression_type=compression,
-        max_request_size=max(1_048_576, settings.max_message_bytes + 65_536),
+        # The largest topic limit; each topic's own limit is checked by the broker.
+        max_request_size=max(topic_max_bytes(settings).values()),
     )
 
 
@@ -98,12 +128,92 @@ def kafka_connected(consumer: KafkaConsumer) -> bool:
     return any(client.connected(broker.node_id) for broker in client.cluster.brokers())
 
 
-def send_dead_letter(producer: KafkaProducer, topic: str, record: ConsumerRecord, reason: str, detail: str) -> Any:
-    """Original bytes and key, with the reason and the source position in headers."""
+Sent = FutureRecordMetadata | KafkaError  # a send in flight, or the error that refused it at once
+
+
+def try_send(producer: KafkaProducer, topic: str, **record: Any) -> Sent:
+    """``producer.send``, with a record too large for the producer returned as its error, not raised."""
+    try:
+        return producer.send(topic, **record)
+    except SIZE_ERRORS as exc:
+        return exc
+
+
+def refused_for_size(sent: Sent) -> bool:
+    """After a flush: True if the record was refused for its size; other failures raise."""
+    if isinstance(sent, KafkaError):
+        if isinstance(sent, SIZE_ERRORS):
+            return True
+        raise sent
+    try:
+        sent.get(timeout=0)
+    except SIZE_ERRORS:
+        return True
+    return False
+
+
+def send_dead_letter(producer: KafkaProducer, topic: str, record: ConsumerRecord, reason: str, detail: str,
+                     cut: bool = False) -> Sent:
+    """Original bytes and key, with the reason and the source position in headers.
+
+    ``cut`` keeps only the first DEAD_LETTER_CUT_BYTES of the value (and says so in a header): the
+    last resort for a message larger than even the dead-letter topic accepts.
+    """
+    value = record.value
     headers = [
         (REASON_HEADER, reason.encode()),
         (DETAIL_HEADER, detail[:1000].encode("utf-8", "replace")),
         *zip(SOURCE_HEADERS, (record.topic.encode(), str(record.partition).encode(), str(record.offset).encode()),
              strict=True),
     ]
-    return producer.send(topic, value=record.value, key=record.key, headers=headers)
+    key = record.key
+    if cut:
+        if value is not None and len(value) > DEAD_LETTER_CUT_BYTES:
+            headers.append((TRUNCATED_HEADER, str(len(value)).encode()))
+            value = value[:DEAD_LETTER_CUT_BYTES]
+        key = key[:1024] if key is not None else None
+    return try_send(producer, topic, value=value, key=key, headers=headers)
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """A send in flight for one consumed record: its result (``reason`` None) or its dead letter."""
+
+    record: ConsumerRecord
+    sent: Sent
+    reason: str | None = None
+    detail: str = ""
+    cut: bool = False
+
+
+def dead_letter(producer: KafkaProducer, topic: str, record: ConsumerRecord, reason: str, detail: str,
+                cut: bool = False) -> Outgoing:
+    return Outgoing(record, send_dead_letter(producer, topic, record, reason, detail, cut), reason, detail, cut)
+
+
+def deliver(producer: KafkaProducer, dead_letter_topic: str, outgoing: list[Outgoing]) -> int:
+    """Flush and check every send; returns how many results were dead-lettered for their size.
+
+    A record refused for its size must not fail its batch (read, refused and read again forever):
+    a result goes to the DLQ as its consumed record (reason too_large), a dead letter is sent again
+    cut to fit. Any other failure raises, so the caller does not commit the batch.
+    """
+    turned = 0
+    while outgoing:
+        producer.flush()
+        again = []
+        for out in outgoing:
+            if not refused_for_size(out.sent):
+                continue
+            log.warning("refused by Kafka for its size; dead-lettering it", extra={
+                "partition": out.record.partition, "offset": out.record.offset, "reason": out.reason, "cut": out.cut})
+            if out.cut:
+                raise RuntimeError(f"a dead letter cut to fit was refused (offset {out.record.offset})")
+            if out.reason is None:
+                turned += 1
+                again.append(dead_letter(producer, dead_letter_topic, out.record, TOO_LARGE,
+                                         "the result was refused by Kafka for its size"))
+            else:
+                again.append(dead_letter(producer, dead_letter_topic, out.record, out.reason, out.detail, cut=True))
+        outgoing = again
+    return turned

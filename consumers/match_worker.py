@@ -11,11 +11,16 @@ Per batch of one partition:
   3. publish the batch's story events (at least once) and commit the offset to Kafka too, so
      lag tools see progress.
 A crash before 2 replays the batch; a crash after it resumes from the stored offset.
-If step 2 fails the in-memory state is thrown away and rebuilt from the database.
+If step 2 fails the in-memory state is thrown away and rebuilt from the database. A lost
+connection is an outage: the batch is read again after a pause. An error that says PostgreSQL
+refuses the data itself (a DataError or IntegrityError) is permanent: the batch is read again one
+record at a time, and a record refused on its own goes to the dead-letter topic, so one bad
+record never stalls its partition.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
@@ -25,18 +30,20 @@ from kafka import ConsumerRebalanceListener, KafkaConsumer, KafkaProducer
 from kafka.consumer.fetcher import ConsumerRecord
 from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata, TopicPartition
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
 
 from consumers.embedded import build_matcher
 from consumers.kafka_io import (
     PROCESSING_ERROR,
+    Outgoing,
+    dead_letter,
+    deliver,
     ensure_topics,
     kafka_connected,
     make_consumer,
     make_producer,
-    send_dead_letter,
 )
-from consumers.lifecycle import StopFlag
+from consumers.lifecycle import StopFlag, Watchdog
 from consumers.matcher import Changes, Matcher
 from consumers.matching import match_batch
 from consumers.prepare import decode_prepared
@@ -48,6 +55,8 @@ log = logging.getLogger(__name__)
 ROLE = "match"
 MAX_BACKOFF_SECONDS = 30.0
 PING_SECONDS = 2.0
+# Errors about the data, not the connection: retrying the same batch cannot help.
+REFUSED_BY_DATABASE = (DataError, IntegrityError)
 
 
 class MatchWorker(ConsumerRebalanceListener):
@@ -60,6 +69,8 @@ class MatchWorker(ConsumerRebalanceListener):
         self.stop = stop
         self.telemetry = telemetry
         self.matchers: dict[int, Matcher] = {}
+        # partition → end of a batch the database refused: records before it are stored one by one
+        self.isolating: dict[int, int] = {}
         self.handled = 0
         self._last_ping = 0.0
         telemetry.health.checks.update(kafka=False, database=True, index=True)
@@ -78,10 +89,15 @@ class MatchWorker(ConsumerRebalanceListener):
         self.telemetry.revoked(revoked)
         for partition in revoked:
             self.matchers.pop(partition.partition, None)
+            self.isolating.pop(partition.partition, None)
             log.info("partition revoked", extra={"role": ROLE, "partition": partition.partition})
 
     def _restore(self, partition: TopicPartition) -> None:
-        """Rebuild the partition's matcher from the database and seek to the stored offset."""
+        """Rebuild the partition's matcher from the database and seek to the stored offset.
+
+        Retries while the database is away; a stop request ends the wait and leaves the partition
+        without a matcher (its records are not handled, so nothing is stored or committed).
+        """
         backoff = 0.5
         while True:
             try:
@@ -95,7 +111,10 @@ class MatchWorker(ConsumerRebalanceListener):
                             extra={"role": ROLE, "partition": partition.partition, "error": type(exc).__name__})
                 self.telemetry.database_failed(retrying=True)
                 if self.stop.wait(backoff):
-                    raise
+                    log.info("stop requested while waiting for the database",
+                             extra={"role": ROLE, "partition": partition.partition})
+                    return
+                self.telemetry.health.tick()  # waiting on purpose: /readyz says why, the loop is not stuck
                 backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
         self.telemetry.health.set("database", True)
         if partition.partition in stored:
@@ -132,19 +151,28 @@ class MatchWorker(ConsumerRebalanceListener):
         return self.handled
 
     def _handle(self, partition: TopicPartition, records: list[ConsumerRecord]) -> None:
+        isolate_until = self.isolating.get(partition.partition)
+        if isolate_until is None or records[0].offset >= isolate_until:
+            self.isolating.pop(partition.partition, None)
+            self._store(partition, records)
+            return
+        for record in records:  # a batch the database refused: one record per transaction
+            if not self._store(partition, [record], isolated=record.offset < isolate_until):
+                return  # restored: the consumer reads on from the stored offset
+
+    def _store(self, partition: TopicPartition, records: list[ConsumerRecord], isolated: bool = False) -> bool:
+        """Match and store ``records`` of one partition; False if that failed and the partition was restored."""
         matcher = self.matchers.get(partition.partition)
         if matcher is None:
-            return  # revoked while the batch was fetched; the new owner reads it again
-        items = []
+            return False  # revoked while the batch was fetched, or stopping: the new owner reads it again
+        items, letters = [], []
         for record in records:
             try:
                 items.append(decode_prepared(record.value))
             except (ValueError, KeyError, TypeError) as exc:
                 log.warning("unreadable fingerprinted record",
                             extra={"role": ROLE, "partition": record.partition, "offset": record.offset})
-                self.telemetry.rejected(PROCESSING_ERROR, dead_lettered=True)
-                send_dead_letter(self.producer, self.settings.topic_dead_letters, record, PROCESSING_ERROR,
-                                 f"{type(exc).__name__}: {exc}")
+                letters.append(self._dead_letter(record, f"{type(exc).__name__}: {exc}"))
         next_offset = records[-1].offset + 1
         mark = OffsetMark(self.settings.match_group, partition.topic, partition.partition, next_offset)
         try:
@@ -153,19 +181,13 @@ class MatchWorker(ConsumerRebalanceListener):
             started = time.perf_counter()
             self.store.write_batch(changes, matcher, [mark], partition.partition)
         except SQLAlchemyError as exc:
-            log.error("database failed; rebuilding the partition from the database",
-                      extra={"role": ROLE, "partition": partition.partition, "error": type(exc).__name__})
-            self.telemetry.database_failed(retrying=True)
-            self.telemetry.processed(partition, None)
-            self.matchers.pop(partition.partition, None)
-            self.stop.wait(1.0)
-            self._restore(partition)
-            return
+            self._failed(partition, records, exc, isolated)
+            return False
         self.telemetry.stored(changes, time.perf_counter() - started)
         self.telemetry.decided(decisions)
         self.telemetry.health.set("database", True)
         self.handled += len(records)
-        self._publish(changes)
+        self._publish(changes, letters)
         try:  # the database holds the offset that counts; Kafka's copy only feeds lag tools
             self.consumer.commit({partition: OffsetAndMetadata(next_offset, "", -1)})
         except KafkaError as exc:
@@ -174,6 +196,36 @@ class MatchWorker(ConsumerRebalanceListener):
         self.telemetry.processed(partition, records[-1])
         matcher.evict_expired()
         self.telemetry.index(partition.partition, matcher)
+        return True
+
+    def _failed(self, partition: TopicPartition, records: list[ConsumerRecord], exc: SQLAlchemyError,
+                isolated: bool) -> None:
+        """A failed write: throw the partition's state away, decide what to read again, rebuild."""
+        self.telemetry.processed(partition, None)
+        matcher = self.matchers.pop(partition.partition)
+        extra = {"role": ROLE, "partition": partition.partition, "offset": records[0].offset,
+                 "error": type(exc).__name__}
+        if not isinstance(exc, REFUSED_BY_DATABASE):
+            log.error("database failed; rebuilding the partition from the database", extra=extra)
+            self.telemetry.database_failed(retrying=True)
+            self.stop.wait(1.0)
+        elif not isolated:
+            log.warning("database refused the batch; storing its records one by one", extra=extra)
+            self.isolating[partition.partition] = records[-1].offset + 1
+        else:
+            # This record alone is refused (the same error again after a rebuild from the database,
+            # so not a race with another writer): dead-letter it and store the offset past it.
+            log.error("database refused the record; dead-lettering it", extra=extra)
+            detail = f"database refused it: {type(exc.orig or exc).__name__}"
+            self._publish(Changes(), [self._dead_letter(records[0], detail)])
+            mark = OffsetMark(self.settings.match_group, partition.topic, partition.partition, records[0].offset + 1)
+            with contextlib.suppress(SQLAlchemyError):  # if not stored, the record is read and refused again
+                self.store.write_batch(Changes(), matcher, [mark], partition.partition)
+        self._restore(partition)
+
+    def _dead_letter(self, record: ConsumerRecord, detail: str) -> Outgoing:
+        self.telemetry.rejected(PROCESSING_ERROR, dead_lettered=True)
+        return dead_letter(self.producer, self.settings.topic_dead_letters, record, PROCESSING_ERROR, detail)
 
     def _ping_database(self) -> None:
         """When idle, check the database now and then, so readiness follows it."""
@@ -186,17 +238,19 @@ class MatchWorker(ConsumerRebalanceListener):
         except SQLAlchemyError:
             self.telemetry.health.set("database", False)
 
-    def _publish(self, changes: Changes) -> None:
+    def _publish(self, changes: Changes, letters: list[Outgoing]) -> None:
+        """Send the story events and wait for them and the batch's dead letters (at least once)."""
         for event in changes.events:
             value = {"story_id": event.story_id, "kind": event.kind, "article_id": event.article_key,
                      "reason": event.reason, "similarity": event.similarity}
             self.producer.send(self.settings.topic_story_events, key=event.story_id.encode(),
                                value=json.dumps(value).encode())
-        self.producer.flush()
+        deliver(self.producer, self.settings.topic_dead_letters, letters)
 
 
 def run_match(settings: Settings, store: StoryStore, stop: StopFlag, max_idle_polls: int | None = None) -> int:
     telemetry = Telemetry(settings, ROLE)
+    watchdog = Watchdog(telemetry.health, settings.watchdog_seconds).start()  # also bounds the close below
     ensure_topics(settings)
     consumer = make_consumer(settings, settings.match_group)
     producer = make_producer(settings)
@@ -210,3 +264,4 @@ def run_match(settings: Settings, store: StoryStore, stop: StopFlag, max_idle_po
         producer.close(timeout=10)
         consumer.close()
         telemetry.close()
+        watchdog.stop()

@@ -3,7 +3,9 @@
 Stateless; run as many as the raw topic has partitions (consumer group ``newsdedup-prepare``).
 Per batch: (1) handle every message, sending results or dead letters; (2) flush the producer
 and check every send; (3) commit the batch's offsets. A crash before (3) replays the batch,
-which the matcher absorbs (article keys make the replay a no-op).
+which the matcher absorbs (article keys make the replay a no-op). A record the broker refuses
+for its size is dead-lettered in (2) instead of failing the batch, which would otherwise be
+read, refused and read again forever.
 """
 
 from __future__ import annotations
@@ -14,23 +16,26 @@ from collections.abc import Collection
 from kafka import ConsumerRebalanceListener, KafkaProducer
 from kafka.consumer.fetcher import ConsumerRecord
 from kafka.errors import KafkaError
-from kafka.producer.future import FutureRecordMetadata
 from kafka.structs import OffsetAndMetadata, TopicPartition
 
 from consumers.kafka_io import (
     PROCESSING_ERROR,
+    Outgoing,
+    dead_letter,
+    deliver,
     ensure_topics,
     kafka_connected,
     make_consumer,
     make_producer,
-    send_dead_letter,
+    topic_max_bytes,
+    try_send,
 )
-from consumers.lifecycle import StopFlag
+from consumers.lifecycle import StopFlag, Watchdog
 from consumers.prepare import Lineage, encode_prepared, prepare_article
 from consumers.settings import Settings
 from consumers.stages.fingerprint import FingerprintConfig
 from consumers.telemetry import Telemetry
-from ingest.contract import MALFORMED_JSON, InvalidArticle, parse_article
+from ingest.contract import MALFORMED_JSON, TOO_LARGE, InvalidArticle, parse_article
 
 log = logging.getLogger(__name__)
 ROLE = "prepare"
@@ -52,6 +57,7 @@ class _LogRebalances(ConsumerRebalanceListener):
 def run_prepare(settings: Settings, stop: StopFlag, max_idle_polls: int | None = None) -> int:
     """Run until stopped (or until ``max_idle_polls`` empty polls in a row); returns messages handled."""
     telemetry = Telemetry(settings, ROLE)
+    watchdog = Watchdog(telemetry.health, settings.watchdog_seconds).start()  # also bounds the close below
     ensure_topics(settings)
     consumer = make_consumer(settings, settings.prepare_group)
     producer = make_producer(settings)
@@ -71,17 +77,17 @@ def run_prepare(settings: Settings, stop: StopFlag, max_idle_polls: int | None =
                     break
                 continue
             idle = 0
-            futures = []
+            outgoing = []
             commit = {}
             for partition, records in batch.items():
                 for record in records:
-                    futures.append(handle_raw(record, producer, settings, config, telemetry))
+                    outgoing.append(handle_raw(record, producer, settings, config, telemetry))
                     handled += 1
                 commit[partition] = OffsetAndMetadata(records[-1].offset + 1, "", -1)
                 telemetry.processed(partition, records[-1])
-            producer.flush()
-            for future in futures:
-                future.get(timeout=0)  # raises if a send failed: the batch is not committed
+            too_large = deliver(producer, settings.topic_dead_letters, outgoing)  # raises if a send failed
+            for _ in range(too_large):
+                telemetry.rejected(TOO_LARGE, dead_lettered=True)
             try:
                 consumer.commit(commit)
                 telemetry.metrics.commits.labels(role=ROLE).inc()
@@ -94,29 +100,33 @@ def run_prepare(settings: Settings, stop: StopFlag, max_idle_polls: int | None =
         producer.close(timeout=10)
         consumer.close()
         telemetry.close()
+        watchdog.stop()
     return handled
 
 
 def handle_raw(record: ConsumerRecord, producer: KafkaProducer, settings: Settings,
-               config: FingerprintConfig, telemetry: Telemetry) -> FutureRecordMetadata:
-    """One raw message → a fingerprinted record or a dead letter; returns the send's future."""
+               config: FingerprintConfig, telemetry: Telemetry) -> Outgoing:
+    """One raw message → a fingerprinted record or a dead letter, sent."""
     try:
         if record.value is None:
             raise InvalidArticle(MALFORMED_JSON, "message has no value (a tombstone)")
         article = parse_article(record.value, settings.max_message_bytes)
         prepared = prepare_article(article, config, telemetry.stage)
+        lineage = Lineage(record.topic, record.partition, record.offset, record.timestamp)
+        value = encode_prepared(prepared, lineage)
+        limit = topic_max_bytes(settings)[settings.topic_fingerprinted]
+        if len(value) > limit:
+            raise InvalidArticle(TOO_LARGE, f"fingerprinted record is {len(value)} bytes, the topic takes {limit}")
     except InvalidArticle as exc:
         log.warning("rejected", extra={"role": ROLE, "topic": record.topic, "partition": record.partition,
                                        "offset": record.offset, "reason": exc.reason})
         telemetry.rejected(exc.reason, dead_lettered=True)
-        return send_dead_letter(producer, settings.topic_dead_letters, record, exc.reason, exc.detail)
+        return dead_letter(producer, settings.topic_dead_letters, record, exc.reason, exc.detail)
     except Exception as exc:  # one bad page must not stop the partition: it goes to the DLQ
         log.exception("processing failed", extra={"role": ROLE, "partition": record.partition,
                                                   "offset": record.offset})
         telemetry.rejected(PROCESSING_ERROR, dead_lettered=True)
-        return send_dead_letter(producer, settings.topic_dead_letters, record, PROCESSING_ERROR,
-                                f"{type(exc).__name__}: {exc}")
+        return dead_letter(producer, settings.topic_dead_letters, record, PROCESSING_ERROR,
+                           f"{type(exc).__name__}: {exc}")
     telemetry.prepared()
-    lineage = Lineage(record.topic, record.partition, record.offset, record.timestamp)
-    value = encode_prepared(prepared, lineage)
-    return producer.send(settings.topic_fingerprinted, key=prepared.lang.encode(), value=value)
+    return Outgoing(record, try_send(producer, settings.topic_fingerprinted, key=prepared.lang.encode(), value=value))

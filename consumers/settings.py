@@ -88,6 +88,9 @@ class Settings:
     metrics_port: int = setting(9400, "Port of /metrics, /healthz and /readyz (0: no HTTP server).")
     metrics_host: str = setting("0.0.0.0", "Address the metrics server listens on.")
     stall_seconds: float = setting(120.0, "/healthz fails when the loop made no progress for this long.")
+    watchdog_seconds: float = setting(
+        300.0, "A role exits (code 70) when its loop made no progress for this long, so that its supervisor "
+        "restarts it (a wedged Kafka client); 0: never. Keep it above the longest index rebuild.")
 
     def __post_init__(self) -> None:
         self.match_config().check(self.fingerprint_config())

@@ -42,7 +42,6 @@ INSTANCE_ENV = {
     "NEWSDEDUP_PG_PORT": os.environ.get("NEWSDEDUP_TEST_FAULTS_PG_PORT", "25432"),
 }
 GRACE_SECONDS = 15.0  # a role must exit this soon after SIGTERM
-KAFKA_DEFAULT_MESSAGE_MAX_BYTES = 1_048_588  # the broker's message.max.bytes; services.sh does not set it
 
 
 # -- the services instance ---------------------------------------------------------------------------
@@ -556,6 +555,15 @@ class Harness:
     def query(self, sql: str, **params: Any) -> list[Any]:
         with self.engine.connect() as conn:
             return list(conn.execute(text(sql), params))
+
+    def as_owner(self, sql: str) -> None:
+        """Run a statement as the schema's owner (the app role may not change the schema)."""
+        owner = create_engine(self.services.owner_url)
+        try:
+            with owner.begin() as conn:
+                conn.execute(text(sql))
+        finally:
+            owner.dispose()
 
     def stored_count(self) -> int | None:
         try:

@@ -90,13 +90,6 @@ def test_sigterm_match_while_busy(harness: Harness) -> None:
     assert reached == len(lines) and audit.exact, audit
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG (minor) consumers/match_worker.py MatchWorker._restore: `if self.stop.wait(backoff): raise` re-raises "
-    "the database error when SIGTERM comes while the matcher waits for the database, so the process exits 1 "
-    "('newsdedup: database error', consumers/cli.py main) instead of 0: a requested stop is reported as a "
-    "failure (a supervisor with restart-on-failure counts a crash). Nothing is lost: the batch was not stored "
-    "and its offset not committed. Fix: when stopping, return from _restore/_handle without a matcher (the "
-    "partition's batch is released) and let run() end normally."))
 def test_sigterm_match_while_it_waits_for_the_database(harness: Harness) -> None:
     lines = dev_lines(600)
     harness.ensure_topics()
