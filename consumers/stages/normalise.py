@@ -45,7 +45,12 @@ MAX_UNESCAPES = 4  # "&amp;amp;lt;" needs three; a bound keeps a hostile text fr
 # No chrome pattern below matches more than about 330 characters; longer lines are story text.
 MAX_CHROME_LINE_CHARS = 400
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
-_WHITESPACE = re.compile(r"\s+")
+# normalise_text of ASCII text in one bytes.translate: upper case to lower, every control
+# character (the ones _CONTROL blanks and the whitespace ones, which bytes.split drops anyway) to a space.
+_ASCII_FOLD = bytes(
+    ord(" ") if byte < 0x20 or byte == 0x7F else ord(chr(byte).lower()) if byte < 0x80 else byte
+    for byte in range(256)
+)
 
 _MONTHS = r"(?:jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec)[a-z]*\.?"
 _WEEKDAYS = r"(?:mon|tue|tues|wed|thu|thur|thurs|fri|sat|sun)[a-z]*"
@@ -83,6 +88,12 @@ _CHROME_LINES = [re.compile(p, re.IGNORECASE) for p in (
                r"[A-Z][\w.'-]*(?:\s+(?:[A-Z][\w.'-]*|and|&|of|the|de|van|von))*"
                r"(?:\s*[,|/-]\s*[A-Z][\w .,'&-]{0,40})?"),
 ]
+# The patterns as one alternation, each keeping its own flags: one fullmatch call per line instead of
+# up to 22 (the same lines match: fullmatch of an alternation matches when one alternative does).
+_CHROME_LINE = re.compile("|".join(
+    f"(?i:{pattern.pattern})" if pattern.flags & re.IGNORECASE else f"(?:{pattern.pattern})"
+    for pattern in _CHROME_LINES
+))
 # Wire datelines at the start of the lead: "WASHINGTON (AP) —", "LONDON, July 2 (Reuters) -".
 _DATELINE = re.compile(
     r"^\s*(?:UPDATE\s*\d*\s*[-:]\s*)?[A-Z][A-Za-z.'\- ]{1,40}(?:,\s*[A-Z][A-Za-z.' ]{1,30})?"
@@ -111,7 +122,7 @@ def clean_text(body: str) -> str:
     """Drop chrome, tweets, code and fragments, and the wire dateline; keep the story readable."""
     paragraphs = _without_chrome_lines(body)
     story = _story_paragraphs(paragraphs)
-    if sum(len(p.split()) for p in story) < MIN_STORY_WORDS:
+    if not _has_words(story, MIN_STORY_WORDS):
         story = [p for p in paragraphs if not _looks_like_code(p)]
     if story:
         story[0] = _DATELINE.sub("", story[0], count=1)
@@ -127,11 +138,23 @@ def _without_chrome_lines(body: str) -> list[str]:
     return paragraphs
 
 
+def _has_words(paragraphs: list[str], minimum: int) -> bool:
+    """``sum(len(p.split()) for p in paragraphs) >= minimum``, stopping once it is known."""
+    count = 0
+    for paragraph in paragraphs:
+        if count >= minimum:
+            break
+        count += len(paragraph.split(maxsplit=minimum))  # min(words, minimum + 1): enough to decide
+    return count >= minimum
+
+
 def _story_paragraphs(paragraphs: list[str]) -> list[str]:
     story: list[str] = []
     for paragraph in paragraphs:
         text = _fold_typography(html.unescape(paragraph)).strip()
-        words = len(text.split())
+        # The word count, up to MIN_UNPUNCTUATED_WORDS: all the tests below need (split(maxsplit=k)
+        # gives min(words, k + 1) parts, without making a list of every word).
+        words = len(text.split(maxsplit=MIN_UNPUNCTUATED_WORDS))
         if _TWEET_SIGNATURE.match(text):
             if story and len(story[-1].split()) <= 80:
                 story.pop()  # the tweet this signature signs
@@ -158,7 +181,7 @@ def is_chrome_line(line: str) -> bool:
     folded = _fold_typography(html.unescape(line)).strip(" \t*-–—|•·")
     if not folded:
         return True
-    return any(pattern.fullmatch(folded) for pattern in _CHROME_LINES)
+    return _CHROME_LINE.fullmatch(folded) is not None
 
 
 def normalise_text(text: str) -> str:
@@ -173,8 +196,12 @@ def normalise_text(text: str) -> str:
         if unescaped == text:
             break
         text = unescaped
+    if text.isascii():
+        # Most news text, after the unescaping. No step below changes an ASCII character except
+        # casefold (here lower) and the control and whitespace folding: _ASCII_FOLD does those.
+        return b" ".join(text.encode("ascii").translate(_ASCII_FOLD).split()).decode("ascii")
     text = unicodedata.normalize("NFKC", _strip_zero_width(text)).casefold()
     if not text.isascii():
         text = unicodedata.normalize("NFKC", text)
     text = _CONTROL.sub(" ", _fold_typography(text))
-    return _WHITESPACE.sub(" ", text).strip()
+    return " ".join(text.split())  # str.split's whitespace is the regex \s: what r"\s+" → " " and strip() did
