@@ -9,8 +9,9 @@ runners do; nothing is written anywhere). At each checkpoint (100k and 1M articl
   core") and in wall time; only ``process`` calls are timed, not making the inputs;
 - memory per article: growth of this process's RSS (VmRSS of /proc/self/status; psutil is not
   installed) since the empty matcher, divided by the articles held, after a gc; beside it the
-  share of the shingle-hash arrays and signatures, and the matcher's own ``estimated_bytes()``
-  (what the index-memory metric reports);
+  split into the index's arrays (``CandidateIndex.nbytes``: LSH band entries, shingle hashes,
+  ordinal bookkeeping) and the rest (Python objects per article and story), and the matcher's own
+  ``estimated_bytes()`` (what the index-memory metric reports);
 - candidates per article, and how the time splits between LSH query and the rest (verify,
   story bookkeeping, LSH insert), from the matcher's own Decision timings.
 
@@ -22,9 +23,10 @@ arrays re-sorted, new keys and content hashes). Each generation thus repeats the
 structure (about 8 LSH candidates per article, the same stories and verifications) as new,
 unrelated stories; values of different generations collide only by chance, like unrelated news.
 
-Beside it, in a forked child (so its memory does not count here), datasketch's MinHashLSH alone
-through ``CandidateIndex``: inserts/s and queries/s and RSS per entry at the first checkpoint
-size (the issue's reference: insert 17,400/s, query 34,500/s, ~8 KB/article for the whole index).
+Beside it, in a forked child (so its memory does not count here), the LSH band table alone
+(``match.band_table``; packed sorted uint64 runs for r = 1): inserts/s and queries/s and RSS per
+entry at the first checkpoint size (the issue's reference for datasketch's MinHashLSH, which it
+replaced: insert 17,400/s, query 34,500/s, ~4.5 KB/article).
 Targets: matcher >= 10,000 articles/s, index <= 1 KB per article.
 
     python bench/matcher.py [--quick] [--sizes 100000,1000000] [--words 700] [--profile]
@@ -52,7 +54,7 @@ from corpus import Corpus, load_dev
 from consumers.embedded import build_matcher
 from consumers.prepare import Lineage
 from consumers.settings import load_settings
-from consumers.stages.match import CandidateIndex
+from consumers.stages.match import band_table, lsh_bands
 
 BATCH = 500
 
@@ -113,15 +115,17 @@ def main() -> int:
             progress.update(len(decisions))
         rss = settled_rss()
         held = len(matcher.articles)
-        hash_bytes = sum(a.shingle_hashes.nbytes + 112 for a in matcher.articles.values()) / held
+        arrays = matcher.index.nbytes()
         checkpoints.append({
             "articles": size, "held": held,
             "articles_per_s": window["n"] / window["cpu"], "articles_per_s_wall": window["n"] / window["wall"],
             "window": window["n"], "candidates_per_article": window["candidates"] / window["n"],
             "query_share": window["query"] / (window["query"] + window["rest"]),
             "rss_bytes_per_article": (rss - rss0) / held, "rss_growth_mb": (rss - rss0) / 1e6,
-            "shingle_hash_bytes_per_article": hash_bytes,
-            "signature_bytes_per_article": settings.num_perm * 4 + 112,
+            "lsh_bytes_per_article": arrays["lsh"] / held,
+            "shingle_hash_bytes_per_article": arrays["hashes"] / held,
+            "bookkeeping_bytes_per_article": arrays["bookkeeping"] / held,
+            "objects_bytes_per_article": (rss - rss0 - sum(arrays.values())) / held,
             "estimated_bytes_per_article": matcher.estimated_bytes() / held,
             "stories": len(matcher.stories),
         })
@@ -133,18 +137,21 @@ def main() -> int:
 
     print()
     print(f"{'in index':>10} {'art/s CPU':>10} {'art/s wall':>10} {'cand/art':>9} {'query %':>8} "
-          f"{'RSS B/art':>10} {'hashes B':>9} {'sig B':>6} {'estimate B':>11} {'stories':>9}")
+          f"{'RSS B/art':>10} {'LSH B':>6} {'hashes B':>9} {'ords B':>7} {'objects B':>10} {'estimate B':>11} "
+          f"{'stories':>9}")
     for c in checkpoints:
         print(f"{c['articles']:>10,} {c['articles_per_s']:>10,.0f} {c['articles_per_s_wall']:>10,.0f} "
               f"{c['candidates_per_article']:>9.1f} {c['query_share']:>8.0%} {c['rss_bytes_per_article']:>10,.0f} "
-              f"{c['shingle_hash_bytes_per_article']:>9,.0f} {c['signature_bytes_per_article']:>6,} "
+              f"{c['lsh_bytes_per_article']:>6,.0f} {c['shingle_hash_bytes_per_article']:>9,.0f} "
+              f"{c['bookkeeping_bytes_per_article']:>7,.0f} {c['objects_bytes_per_article']:>10,.0f} "
               f"{c['estimated_bytes_per_article']:>11,.0f} {c['stories']:>9,}")
     total = sum(outcomes.values())
     print("outcomes: " + ", ".join(f"{k} {v / total:.1%}" for k, v in outcomes.most_common()))
     print("(articles/s are for the window since the previous checkpoint; RSS B/art is the process's RSS growth "
-          "since the empty matcher over the articles held)")
+          "since the empty matcher over the articles held; of it, the index's arrays: LSH band entries, shingle "
+          "hashes, ordinal bookkeeping; objects B is the rest: Python objects per article and story)")
     if lsh:
-        print(f"datasketch MinHashLSH alone, {lsh['entries']:,} entries: insert {lsh['insert_per_s']:,.0f}/s, "
+        print(f"LSH band table alone, {lsh['entries']:,} entries: insert {lsh['insert_per_s']:,.0f}/s, "
               f"query {lsh['query_per_s']:,.0f}/s (CPU time), {lsh['rss_bytes_per_entry']:,.0f} B RSS per entry, "
               f"{lsh['candidates_per_query']:.2f} candidates per query of an unrelated signature")
     last = checkpoints[-1]
@@ -168,7 +175,7 @@ def main() -> int:
 
 
 def lsh_alone(deriver: Deriver, settings, entries: int, queries: int) -> dict:
-    """MinHashLSH (through CandidateIndex) alone, in a forked child: inserts, queries, RSS per entry."""
+    """The LSH band table alone, in a forked child: inserts, queries, RSS per entry."""
     context = multiprocessing.get_context("fork")
     results = context.Queue()
     child = context.Process(target=_lsh_child, args=(deriver, settings, entries, queries, results))
@@ -180,17 +187,17 @@ def lsh_alone(deriver: Deriver, settings, entries: int, queries: int) -> dict:
 
 
 def _lsh_child(deriver: Deriver, settings, entries: int, queries: int, results) -> None:  # type: ignore[no-untyped-def]
-    index = CandidateIndex(settings.fingerprint_config(), settings.match_config())
-    signatures = [(a.key, a.signature) for a in deriver.articles(entries, start=len(deriver))]
+    index = band_table(*lsh_bands(settings.fingerprint_config(), settings.match_config()))
+    signatures = [a.signature for a in deriver.articles(entries, start=len(deriver))]
     probes = [a.signature for a in deriver.articles(queries, start=len(deriver) + entries + 7 * len(deriver))]
     rss0 = settled_rss()
     started = time.process_time()
-    for key, signature in signatures:
-        index.insert(key, signature)
+    for ordinal, signature in enumerate(signatures):
+        index.add(ordinal, signature)
     insert_seconds = time.process_time() - started
     rss = settled_rss()
     started = time.process_time()
-    found = sum(len(index.find_candidates(signature)) for signature in probes)
+    found = sum(len(set(index.query(signature).tolist())) for signature in probes)
     query_seconds = time.process_time() - started
     results.put({"entries": entries, "insert_per_s": round(entries / insert_seconds),
                  "query_per_s": round(len(probes) / query_seconds),

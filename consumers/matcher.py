@@ -13,11 +13,14 @@ canonical is the best member under a total order (see ``stages.elect``).
 from __future__ import annotations
 
 import heapq
+import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from itertools import islice
+from typing import NamedTuple
 
 import numpy as np
 
@@ -44,20 +47,32 @@ EVENT_CANONICAL_CHANGED = "canonical_changed"
 EVENT_MERGED = "merged"
 
 
+SAME = Similarity(1.0, 1.0)  # shared by every canonical and exact copy rather than one object each
+
+# Rough size of one article's Python objects outside the index's arrays (IndexedArticle, Contender,
+# Similarity, key and content-hash strings, published_at, two dict entries): what bench/matcher.py
+# measures beyond ``CandidateIndex.nbytes`` at 100k articles.
+OBJECT_BYTES_PER_ARTICLE = 700
+
+
 @dataclass(slots=True)
 class IndexedArticle:
+    """What the matcher keeps of an article besides its signature and shingle hashes (``CandidateIndex``)."""
+
     key: str
     story_id: str
     contender: Contender
-    signature: np.ndarray
-    shingle_hashes: np.ndarray
     content_hash: str
     method: str
     similarity: Similarity  # to the story's canonical
 
-    @property
-    def num_shingles(self) -> int:
-        return len(self.shingle_hashes)
+
+class StoredArticle(NamedTuple):
+    """An article as a rebuild hands it to ``Matcher.load``."""
+
+    article: IndexedArticle
+    signature: np.ndarray
+    shingle_hashes: np.ndarray
 
 
 @dataclass(slots=True)
@@ -126,24 +141,38 @@ class Matcher:
         self.articles: dict[str, IndexedArticle] = {}
         self.stories: dict[str, Story] = {}
         self._by_content: dict[str, str] = {}
-        self._hash_bytes = 0  # running total of the shingle hash arrays held
         self._expiry: list[tuple[datetime, str]] = []  # (last_touched, story id), lazily updated heap
         self._changes = Changes()
 
     # -- rebuild -----------------------------------------------------------------------------
 
-    def load(self, stories: Iterable[Story], articles: Iterable[IndexedArticle]) -> None:
-        """Rebuild from stored state (stories first, then their articles)."""
+    def load(self, stories: Iterable[Story], articles: Iterable[StoredArticle], chunk: int = 10_000) -> None:
+        """Rebuild from stored state (stories first, then their articles, in the order they came).
+
+        Articles go into the index ``chunk`` at a time (``CandidateIndex.insert_many``: one sort
+        per chunk instead of a dict entry per band), read lazily so that a rebuild never holds
+        every stored signature at once.
+        """
         for story in stories:
             self.stories[story.id] = story
             story.members = []
             heapq.heappush(self._expiry, (story.last_touched, story.id))
-        for article in articles:
-            story = self.stories.get(article.story_id)
-            if story is None:
-                continue  # its story is outside the window or merged away; nothing can join it
-            story.members.append(article.key)
-            self._remember(article)
+        pending = iter(articles)
+        while batch := list(islice(pending, chunk)):
+            kept = []
+            for stored in batch:
+                article = stored.article
+                story = self.stories.get(article.story_id)
+                if story is None or article.key in self.articles:
+                    continue  # its story is outside the window or merged away; nothing can join it
+                story.members.append(article.key)
+                self.articles[article.key] = article
+                self._by_content.setdefault(article.content_hash, article.key)
+                kept.append(stored)
+            if kept:
+                self.index.insert_many([stored.article.key for stored in kept],
+                                       np.stack([stored.signature for stored in kept]),
+                                       [stored.shingle_hashes for stored in kept])
 
     # -- the decision ------------------------------------------------------------------------
 
@@ -157,15 +186,14 @@ class Matcher:
 
         started = time.perf_counter()
         method, matches, num_candidates, query_seconds = self._find_matches(article)
-        new = IndexedArticle(
-            key=article.key, story_id="", method=method, signature=article.signature,
-            shingle_hashes=article.shingle_hashes, content_hash=article.content_hash,
-            contender=Contender(article.key, article.published_at, article.source, len(article.text)),
-            similarity=Similarity(1.0, 1.0),
-        )
+        # Sources repeat across millions of articles: one string each (intern) instead of a copy per article.
+        contender = Contender(article.key, article.published_at, sys.intern(article.source), len(article.text))
+        new = IndexedArticle(key=article.key, story_id="", contender=contender, content_hash=article.content_hash,
+                             method=method, similarity=SAME)
         best = max(matches, key=lambda m: m[1].score) if matches else None
         story_ids = {self.articles[key].story_id for key, _ in matches}
-        self._remember(new)  # before joining: rescoring against a new canonical needs its signature
+        # Before joining: rescoring against a new canonical reads its shingle hashes from the index.
+        self._remember(new, article.signature, article.shingle_hashes)
         story = self._join(new, story_ids, best) if best else self._found(new)
         self._changes.new_articles.append((article, lineage))
         verify_seconds = time.perf_counter() - started - query_seconds
@@ -176,15 +204,15 @@ class Matcher:
         """(method, verified matches, candidates looked at, seconds spent finding candidates)."""
         same_content = self._by_content.get(article.content_hash)
         if same_content is not None:
-            return EXACT, [(same_content, Similarity(1.0, 1.0))], 0, 0.0
+            return EXACT, [(same_content, SAME)], 0, 0.0
         started = time.perf_counter()
-        candidates = self.index.find_candidates(article.signature)
+        candidates = self.index.candidates(article.signature)
         query_seconds = time.perf_counter() - started
         matches = []
-        for key in candidates:
-            other = self.articles[key]
-            similarity = compare(article.shingle_hashes, other.shingle_hashes)
-            if verify(similarity, article.num_shingles, other.num_shingles, self.config):
+        hashes = article.shingle_hashes
+        for key, other in candidates:
+            similarity = compare(hashes, other)
+            if verify(similarity, len(hashes), len(other), self.config):
                 matches.append((key, similarity))
         return (NEAR if matches else CANONICAL), matches, len(candidates), query_seconds
 
@@ -255,20 +283,18 @@ class Matcher:
 
     def _similarity_to_canonical(self, article: IndexedArticle, story: Story) -> Similarity:
         if article.key == story.canonical_key:
-            return Similarity(1.0, 1.0)
-        canonical = self.articles[story.canonical_key]
-        return compare(article.shingle_hashes, canonical.shingle_hashes)
+            return SAME
+        return compare(self.index.shingle_hashes(article.key), self.index.shingle_hashes(story.canonical_key))
 
     def _rank(self, key: str) -> tuple:
         return rank(self.articles[key].contender, self.preferred_sources)
 
     # -- bookkeeping -------------------------------------------------------------------------
 
-    def _remember(self, article: IndexedArticle) -> None:
+    def _remember(self, article: IndexedArticle, signature: np.ndarray, shingle_hashes: np.ndarray) -> None:
         self.articles[article.key] = article
-        self._hash_bytes += article.shingle_hashes.nbytes
         self._by_content.setdefault(article.content_hash, article.key)
-        self.index.insert(article.key, article.signature)
+        self.index.insert(article.key, signature, shingle_hashes)
 
     def _event(self, story_id: str, kind: str, article_key: str | None, reason: str,
                similarity: float | None = None) -> None:
@@ -277,11 +303,16 @@ class Matcher:
     def _touch(self, story: Story) -> None:
         story.last_touched = self.clock()
         heapq.heappush(self._expiry, (story.last_touched, story.id))
+        if len(self._expiry) > 2 * len(self.stories) + 1000:
+            # Every touch adds an entry (~100 bytes) and only eviction pops them: rebuilt from the
+            # stories now and then, the heap stays about one entry per story.
+            self._expiry = [(s.last_touched, s.id) for s in self.stories.values()]
+            heapq.heapify(self._expiry)
 
     def estimated_bytes(self) -> int:
-        """A rough size of the index: signatures, shingle hashes, LSH band entries and bookkeeping."""
-        per_article = self.fingerprint.num_perm * 4 + self.index.bands[0] * 120 + 400
-        return len(self.articles) * per_article + self._hash_bytes + len(self.stories) * 300
+        """The index's size: its arrays (LSH bands, shingle hashes) exactly, Python objects roughly."""
+        arrays = sum(self.index.nbytes().values())
+        return arrays + len(self.articles) * OBJECT_BYTES_PER_ARTICLE + len(self.stories) * 300
 
     def story(self, story_id: str, changes: Changes) -> Story:
         """A story's current state, including one merged away during the batch of ``changes``."""
@@ -308,7 +339,6 @@ class Matcher:
                 continue  # merged away, or touched again since: a newer heap entry stands for it
             for key in story.members:
                 article = self.articles.pop(key)
-                self._hash_bytes -= article.shingle_hashes.nbytes
                 self.index.remove(key)
                 if self._by_content.get(article.content_hash) == key:
                     del self._by_content[article.content_hash]

@@ -9,6 +9,7 @@ are primary keys).
 from __future__ import annotations
 
 import logging
+import sys
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ from sqlalchemy import Engine, bindparam, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from consumers.evaluation import ArticleView
-from consumers.matcher import Changes, IndexedArticle, Matcher, Story
+from consumers.matcher import SAME, Changes, IndexedArticle, Matcher, StoredArticle, Story
 from consumers.prepare import Lineage, PreparedArticle
 from consumers.stages.elect import Contender
 from consumers.stages.fingerprint import array_from_bytes, array_to_bytes
@@ -154,7 +155,11 @@ class StoryStore:
             return {partition: offset for partition, offset in rows}
 
     def load_into(self, matcher: Matcher, match_partitions: Sequence[int], fingerprint_identity: str) -> int:
-        """Rebuild a matcher's state from stored stories still inside its retention window."""
+        """Rebuild a matcher's state from stored stories still inside its retention window.
+
+        Rows stream into ``Matcher.load`` (never all in memory at once) as they arrive, in
+        publication order like the original inserts.
+        """
         cutoff = matcher.clock() - matcher.retention
         live = (StoryRow.match_partition.in_(match_partitions), StoryRow.merged_into.is_(None),
                 StoryRow.updated_at >= cutoff)
@@ -175,25 +180,30 @@ class StoryStore:
                 .order_by(ArticleRow.published_at, ArticleRow.id)
             )
             by_id = {story.id: story for story in stories}
-            articles = []
-            for (key, story_id, published, source, chars, signature, hashes, content,
-                 method, similarity, containment, identity) in article_rows:
-                if identity != fingerprint_identity:
-                    raise ValueError(
-                        f"stored signatures were made with {identity!r}, this build uses {fingerprint_identity!r}: "
-                        f"re-fingerprint the stored articles or run with the old settings")
-                by_id[story_id].outlets[source.lower()] += 1
-                articles.append(IndexedArticle(
-                    key=key, story_id=story_id, contender=Contender(key, published, source, chars or 0),
-                    signature=array_from_bytes(signature), shingle_hashes=array_from_bytes(hashes or b""),
-                    content_hash=content, method=method, similarity=Similarity(similarity, containment),
-                ))
-        without_hashes = sum(1 for article in articles if not len(article.shingle_hashes))
-        if without_hashes:
+            counts = Counter[str]()
+
+            def stored() -> Iterator[StoredArticle]:
+                for (key, story_id, published, source, chars, signature, hashes, content,
+                     method, similarity, containment, identity) in article_rows:
+                    if identity != fingerprint_identity:
+                        raise ValueError(
+                            f"stored signatures were made with {identity!r}, this build uses {fingerprint_identity!r}"
+                            f": re-fingerprint the stored articles or run with the old settings")
+                    source = sys.intern(source)  # a few outlets, millions of rows: one string each
+                    by_id[story_id].outlets[source.lower()] += 1
+                    counts["articles"] += 1
+                    counts["without_hashes"] += not hashes
+                    contender = Contender(key, published, source, chars or 0)
+                    scores = SAME if similarity == containment == 1.0 else Similarity(similarity, containment)
+                    article = IndexedArticle(key, story_id, contender, content, method, scores)
+                    yield StoredArticle(article, array_from_bytes(signature), array_from_bytes(hashes or b""))
+
+            matcher.load(stories, stored())
+        if counts["without_hashes"]:
             log.warning("stored articles without shingle hashes cannot be matched again",
-                        extra={"articles": without_hashes, "hint": "stored before migration 0002; re-ingest them"})
-        matcher.load(stories, articles)
-        return len(articles)
+                        extra={"articles": counts["without_hashes"],
+                               "hint": "stored before migration 0002; re-ingest them"})
+        return counts["articles"]
 
     def export_rows(self) -> Iterator[ExportRow]:
         """One row per stored article, in input order where the lineage gives it."""

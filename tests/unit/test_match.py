@@ -125,8 +125,9 @@ def test_check_rejects_thresholds_outside_the_unit_interval(name: str, value: fl
 @pytest.fixture
 def index() -> CandidateIndex:
     index = CandidateIndex(FP, MATCH)
-    index.insert("ferry", fp_of(FERRY).signature)
-    index.insert("depot", fp_of(DEPOT).signature)
+    for key, text in (("ferry", FERRY), ("depot", DEPOT)):
+        fingerprinted = fp_of(text)
+        index.insert(key, fingerprinted.signature, fingerprinted.shingle_hashes)
     return index
 
 

@@ -16,8 +16,8 @@ from consumers.matcher import (
     EVENT_FOUNDED,
     EVENT_JOINED,
     EVENT_MERGED,
-    IndexedArticle,
     Matcher,
+    StoredArticle,
     Story,
 )
 from consumers.prepare import Lineage, PreparedArticle, prepare_article
@@ -65,6 +65,12 @@ def partition(matcher: Matcher, articles: Sequence[PreparedArticle]) -> frozense
     """The matcher's stories as sets of input ids."""
     ids = {article.key: article.input_id for article in articles}
     return frozenset(frozenset(ids[key] for key in story.members) for story in matcher.stories.values())
+
+
+def stored(matcher: Matcher, article: PreparedArticle) -> StoredArticle:
+    """The article as a rebuild reads it back: the matcher's record, the signature and the hashes."""
+    return StoredArticle(dataclasses.replace(matcher.articles[article.key]), article.signature.copy(),
+                         article.shingle_hashes.copy())
 
 
 def story_of(matcher: Matcher, article: PreparedArticle) -> Story:
@@ -335,8 +341,7 @@ def test_load_rebuilds_a_matcher_that_continues_the_same_stories(
         matcher: Matcher, corpus: dict[str, PreparedArticle]) -> None:
     feed(matcher, [corpus["ferry-wire"], corpus["ferry-trimmed"], corpus["depot-original"]])
     stories = [dataclasses.replace(s, members=[], outlets=Counter()) for s in matcher.stories.values()]
-    articles = [IndexedArticle(a.key, a.story_id, a.contender, a.signature.copy(), a.shingle_hashes.copy(),
-                               a.content_hash, a.method, a.similarity) for a in matcher.articles.values()]
+    articles = [stored(matcher, corpus[name]) for name in ("ferry-wire", "ferry-trimmed", "depot-original")]
     rebuilt = Matcher(FP, MatchConfig())
     rebuilt.load(stories, articles)
     assert {sid: sorted(s.members) for sid, s in rebuilt.stories.items()} == {
@@ -352,7 +357,8 @@ def test_load_skips_articles_of_stories_it_was_not_given(matcher: Matcher,
     feed(matcher, [corpus["ferry-wire"], corpus["depot-original"]])
     ferry = story_of(matcher, corpus["ferry-wire"])
     rebuilt = Matcher(FP, MatchConfig())
-    rebuilt.load([dataclasses.replace(ferry, members=[])], list(matcher.articles.values()))
+    rebuilt.load([dataclasses.replace(ferry, members=[])],
+                 [stored(matcher, corpus[name]) for name in ("ferry-wire", "depot-original")])
     assert set(rebuilt.articles) == {corpus["ferry-wire"].key}
 
 
