@@ -15,6 +15,7 @@ from __future__ import annotations
 import html
 import re
 import unicodedata
+from typing import AnyStr
 
 
 class _Replace:
@@ -45,8 +46,12 @@ MAX_UNESCAPES = 4  # "&amp;amp;lt;" needs three; a bound keeps a hostile text fr
 # No chrome pattern below matches more than about 330 characters; longer lines are story text.
 MAX_CHROME_LINE_CHARS = 400
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
-# normalise_text of ASCII text in one bytes.translate: upper case to lower, every control
-# character (the ones _CONTROL blanks and the whitespace ones, which bytes.split drops anyway) to a space.
+# What normalise_text turns into word separators: the _CONTROL characters and every whitespace
+# character but the space itself (str.isspace, which is also what the regex \s matches). Leaving
+# the space out keeps the regex from stopping at every word; runs of spaces are collapsed after.
+_SEPARATOR = re.compile(r"[\x00-\x1f\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]")
+# normalise_text of ASCII text in one bytes.translate: upper case to lower, every control character
+# (the ones _CONTROL blanks and the whitespace ones) to a space.
 _ASCII_FOLD = bytes(
     ord(" ") if byte < 0x20 or byte == 0x7F else ord(chr(byte).lower()) if byte < 0x80 else byte
     for byte in range(256)
@@ -196,12 +201,21 @@ def normalise_text(text: str) -> str:
         if unescaped == text:
             break
         text = unescaped
+    if not text.isascii():  # (no step of this block changes an ASCII character, except casefold's lower case)
+        text = unicodedata.normalize("NFKC", _strip_zero_width(text)).casefold()
+        if not text.isascii():
+            text = unicodedata.normalize("NFKC", text)
+        text = _fold_typography(text)
     if text.isascii():
-        # Most news text, after the unescaping. No step below changes an ASCII character except
-        # casefold (here lower) and the control and whitespace folding: _ASCII_FOLD does those.
-        return b" ".join(text.encode("ascii").translate(_ASCII_FOLD).split()).decode("ascii")
-    text = unicodedata.normalize("NFKC", _strip_zero_width(text)).casefold()
-    if not text.isascii():
-        text = unicodedata.normalize("NFKC", text)
-    text = _CONTROL.sub(" ", _fold_typography(text))
-    return " ".join(text.split())  # str.split's whitespace is the regex \s: what r"\s+" → " " and strip() did
+        # Most news text is ASCII by now (its typographic quotes and dashes folded): one
+        # bytes.translate lower-cases it and turns its control and whitespace characters to spaces.
+        return _collapse_spaces(text.encode("ascii").translate(_ASCII_FOLD)).decode("ascii")
+    return _collapse_spaces(_SEPARATOR.sub(" ", text))
+
+
+def _collapse_spaces(text: AnyStr) -> AnyStr:
+    """``" ".join(text.split())`` for a text whose only whitespace is the space, without a list of its words."""
+    space = " " if isinstance(text, str) else b" "
+    while space * 2 in text:  # each pass halves every run, and most texts need one or two
+        text = text.replace(space * 2, space)
+    return text.strip(space)

@@ -47,6 +47,13 @@ def test_str_split_whitespace_is_the_regex_whitespace() -> None:
         assert char.isspace() == (space.fullmatch(char) is not None), hex(code)
 
 
+def test_separators_are_the_controls_and_the_whitespace_but_the_space() -> None:
+    for code in range(sys.maxunicode + 1):
+        char = chr(code)
+        expected = char != " " and (char.isspace() or normalise._CONTROL.fullmatch(char) is not None)
+        assert (normalise._SEPARATOR.fullmatch(char) is not None) == expected, hex(code)
+
+
 def test_ascii_fold_table_is_lower_and_controls_to_space() -> None:
     for byte in range(128):
         char = chr(byte)
@@ -55,7 +62,9 @@ def test_ascii_fold_table_is_lower_and_controls_to_space() -> None:
 
 
 ASCII = st.text(st.characters(max_codepoint=0x7F), max_size=120)
-MIXED = st.text(st.sampled_from("aZ &amp;#1;ß\x85\x1c\x0b\t\n\u00a0\u200b\u2014\u201cé\u0301ſİ\x9f;<>."), max_size=80)
+MIXED = st.text(st.sampled_from("aZ &amp;#1;ß\x85\x1c\x0b\t\n\u00a0\u200b\u2014\u201cé\u0301ſİ\x9f;<>."
+                                "\u2028\u3000\u1680\u2003"),
+                max_size=80)
 
 
 @settings(max_examples=500)
