@@ -78,7 +78,6 @@ _CHROME_LINES = [re.compile(p, re.IGNORECASE) for p in (
     r"(?:sign up|subscribe|get|receive|join)\b.{0,80}\b(?:newsletters?|alerts|emails?|briefing|inbox)\b.{0,60}",
     r"(?:breaking news alerts|newsletter)\b.{0,80}",
     r"(?:©|\(c\)|copyright)\s*.{0,160}",
-    r".{0,120}\ball rights reserved\b.{0,80}",
     r"(?:photo|image|picture|photograph|video|file photo)s?\s*(?:credit)?\s*:.{0,160}",
     r".{0,160}\((?:photo|image|picture)(?:\s+credit)?\s*:?\s*[^)]{0,80}\)",
     r"(?:follow|like) us on .{0,80}",
@@ -94,11 +93,15 @@ _CHROME_LINES = [re.compile(p, re.IGNORECASE) for p in (
                r"(?:\s*[,|/-]\s*[A-Z][\w .,'&-]{0,40})?"),
 ]
 # The patterns as one alternation, each keeping its own flags: one fullmatch call per line instead of
-# up to 22 (the same lines match: fullmatch of an alternation matches when one alternative does).
+# up to 21 (the same lines match: fullmatch of an alternation matches when one alternative does).
 _CHROME_LINE = re.compile("|".join(
     f"(?i:{pattern.pattern})" if pattern.flags & re.IGNORECASE else f"(?:{pattern.pattern})"
     for pattern in _CHROME_LINES
 ))
+# One more chrome pattern, kept apart: it tries its phrase after each of a line's first 120
+# characters, and cost as much as all the others together, so it only runs on lines that hold the phrase.
+_RIGHTS_RESERVED_PHRASE = "all rights reserved"
+_RIGHTS_RESERVED_LINE = re.compile(rf".{{0,120}}\b{_RIGHTS_RESERVED_PHRASE}\b.{{0,80}}", re.IGNORECASE)
 # Wire datelines at the start of the lead: "WASHINGTON (AP) —", "LONDON, July 2 (Reuters) -".
 _DATELINE = re.compile(
     r"^\s*(?:UPDATE\s*\d*\s*[-:]\s*)?[A-Z][A-Za-z.'\- ]{1,40}(?:,\s*[A-Z][A-Za-z.' ]{1,30})?"
@@ -186,7 +189,13 @@ def is_chrome_line(line: str) -> bool:
     folded = _fold_typography(html.unescape(line)).strip(" \t*-–—|•·")
     if not folded:
         return True
-    return _CHROME_LINE.fullmatch(folded) is not None
+    if _CHROME_LINE.fullmatch(folded):
+        return True
+    # In ASCII text the phrase can only be ASCII letters in some case (the other letters IGNORECASE
+    # takes for them, as "ſ" for "s", are not ASCII), which a lower-cased substring test finds.
+    if folded.isascii() and _RIGHTS_RESERVED_PHRASE not in folded.lower():
+        return False
+    return _RIGHTS_RESERVED_LINE.fullmatch(folded) is not None
 
 
 def normalise_text(text: str) -> str:

@@ -37,7 +37,8 @@ def plain_is_chrome_line(line: str) -> bool:
     if len(line) > normalise.MAX_CHROME_LINE_CHARS:
         return False
     folded = normalise._fold_typography(html.unescape(line)).strip(" \t*-–—|•·")
-    return not folded or any(pattern.fullmatch(folded) for pattern in normalise._CHROME_LINES)
+    patterns = [*normalise._CHROME_LINES, normalise._RIGHTS_RESERVED_LINE]
+    return not folded or any(pattern.fullmatch(folded) for pattern in patterns)
 
 
 def test_str_split_whitespace_is_the_regex_whitespace() -> None:
@@ -78,6 +79,8 @@ CHROME_LIKE = st.sampled_from([
     "© 2024 Example Media. All rights reserved.", "Photo: Jane Doe/AP", "3 min read", "Read more: the story",
     "By noon, the river had risen", "Sign up for our newsletter", "The ferry left at dawn (Photo: AP)",
     "Click here to subscribe", "Editor's note: corrected", "Reuters contributed to this report",
+    "(c) Example Media Ltd. ALL RIGHTS RESERVED", "Example Media, all rights reserved.", "All rightſ reserved",
+    "Example All Rights Reserved", "Example, all rights reserved worldwide, 2024",
 ])
 
 
