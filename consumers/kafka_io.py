@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any
 
-from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
+from kafka import ConsumerRebalanceListener, KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.admin import NewTopic
 from kafka.consumer.fetcher import ConsumerRecord
 from kafka.errors import KafkaError, MessageSizeTooLargeError, RecordListTooLargeError, TopicAlreadyExistsError
 from kafka.producer.future import FutureRecordMetadata
+from kafka.structs import TopicPartition
 
+from consumers.lifecycle import StopFlag
 from consumers.settings import Settings
 from ingest.contract import TOO_LARGE
 from ingest.producer import NO_LOSS
@@ -116,6 +119,32 @@ def make_consumer(settings: Settings, group_id: str) -> KafkaConsumer:
         max_partition_fetch_bytes=max(1_048_576, settings.max_message_bytes + 65_536),
         fetch_max_bytes=max(52_428_800, settings.max_message_bytes + 65_536),
     )
+
+
+def subscribe_when_known(consumer: KafkaConsumer, topic: str, listener: ConsumerRebalanceListener,
+                         stop: StopFlag, timeout: float = 60.0) -> None:
+    """Subscribe once the consumer's metadata holds the topic's partitions.
+
+    A fresh consumer that leads its group before its metadata has the topic assigns nothing
+    ("No partition metadata for topic"), and the group rebalances again: the moment where
+    kafka-python 3.0.12 can wedge for good (dpkp/kafka-python#3121).
+    """
+    deadline = time.monotonic() + timeout
+    while not consumer.partitions_for_topic(topic) and time.monotonic() < deadline:
+        if stop.wait(0.5):
+            break
+    consumer.subscribe([topic], listener=listener)
+
+
+def poll(consumer: KafkaConsumer, settings: Settings, stop: StopFlag) -> dict[TopicPartition, list[ConsumerRecord]]:
+    """One poll; an error from the client (it raises when no broker answers a metadata refresh) is an
+    empty poll after a pause, not the end of the role: the consumer resumes when a broker is back."""
+    try:
+        return consumer.poll(timeout_ms=settings.poll_timeout_ms, max_records=settings.batch_max_messages)
+    except KafkaError as exc:
+        log.warning("poll failed; trying again", extra={"error": type(exc).__name__})
+        stop.wait(1.0)
+        return {}
 
 
 def kafka_connected(consumer: KafkaConsumer) -> bool:

@@ -42,6 +42,8 @@ from consumers.kafka_io import (
     kafka_connected,
     make_consumer,
     make_producer,
+    poll,
+    subscribe_when_known,
 )
 from consumers.lifecycle import StopFlag, Watchdog
 from consumers.matcher import Changes, Matcher
@@ -134,8 +136,7 @@ class MatchWorker(ConsumerRebalanceListener):
     def run(self, max_idle_polls: int | None = None) -> int:
         idle = 0
         while not self.stop:
-            batch = self.consumer.poll(timeout_ms=self.settings.poll_timeout_ms,
-                                       max_records=self.settings.batch_max_messages)
+            batch = poll(self.consumer, self.settings, self.stop)
             self.telemetry.health.tick()
             self.telemetry.health.set("kafka", kafka_connected(self.consumer))
             self.telemetry.refresh_lag(self.consumer)
@@ -255,7 +256,7 @@ def run_match(settings: Settings, store: StoryStore, stop: StopFlag, max_idle_po
     consumer = make_consumer(settings, settings.match_group)
     producer = make_producer(settings)
     worker = MatchWorker(settings, store, consumer, producer, stop, telemetry)
-    consumer.subscribe([settings.topic_fingerprinted], listener=worker)
+    subscribe_when_known(consumer, settings.topic_fingerprinted, worker, stop)
     log.info("match started", extra={"role": ROLE, "topic": settings.topic_fingerprinted})
     try:
         return worker.run(max_idle_polls)

@@ -27,6 +27,8 @@ from consumers.kafka_io import (
     kafka_connected,
     make_consumer,
     make_producer,
+    poll,
+    subscribe_when_known,
     topic_max_bytes,
     try_send,
 )
@@ -61,13 +63,13 @@ def run_prepare(settings: Settings, stop: StopFlag, max_idle_polls: int | None =
     ensure_topics(settings)
     consumer = make_consumer(settings, settings.prepare_group)
     producer = make_producer(settings)
-    consumer.subscribe([settings.topic_raw], listener=_LogRebalances(telemetry))
+    subscribe_when_known(consumer, settings.topic_raw, _LogRebalances(telemetry), stop)
     config = settings.fingerprint_config()
     handled, idle = 0, 0
     log.info("prepare started", extra={"role": ROLE, "topic": settings.topic_raw})
     try:
         while not stop:
-            batch = consumer.poll(timeout_ms=settings.poll_timeout_ms, max_records=settings.batch_max_messages)
+            batch = poll(consumer, settings, stop)
             telemetry.health.tick()
             telemetry.health.set("kafka", kafka_connected(consumer))
             telemetry.refresh_lag(consumer)
