@@ -5,7 +5,8 @@ perturbed), each round times, in CPU seconds of this one process (time.process_t
 figure is "per core" and other load on the machine matters less):
 
 - production: ``consumers.prepare.prepare_article`` on plain-text articles (clean + normalise +
-  content hash + shingle + xxhash32 + MinHash, plus URL normalisation and the article key);
+  content hash + shingle + xxhash32 + MinHash, plus URL normalisation and the article key): the
+  prepare role's work per article;
 - production's ``fingerprint()`` alone, on the already normalised text (shingle + hash + MinHash);
 - datasketch the documented way: a new ``MinHash(num_perm=128)`` per article and ``update(shingle)``
   once per shingle (default sha1 hashing), on the very shingles production makes;
@@ -195,9 +196,9 @@ def stage_breakdown(articles: list, config: fp.FingerprintConfig) -> dict[str, f
     cleaned = timed("clean_text", clean_text, [a.body or "" for a in articles])
     normalised = timed("normalise_text", normalise_text, cleaned)
     timed("content_hash (sha256)", fp.content_hash, normalised)
-    grams = timed("shingles (tokenise, join, set, encode)", lambda t: fp.shingles(t, config), normalised)
-    hashes = timed("shingle_hashes (xxhash32, np.unique)", fp.shingle_hashes, grams)
-    timed("minhash_signature (datasketch)", lambda h: fp.minhash_signature(h, config), hashes)
+    grams = timed("shingles (tokens, n-gram joins)", lambda t: list(fp._grams(t, config)[0]), normalised)
+    hashes = timed("shingle_hashes (xxhash32, sort, unique)", fp.shingle_hashes, grams)
+    timed("minhash_signature (numpy affine32)", lambda h: fp.minhash_signature(h, config), hashes)
     timed("normalise_url", lambda a: normalise_url(a.url), articles)
     steps["the rest (key, dataclass, ...)"] = max(0.0, whole - sum(steps.values()))
     steps["prepare_article (total)"] = whole
