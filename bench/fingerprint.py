@@ -196,7 +196,7 @@ def stage_breakdown(articles: list, config: fp.FingerprintConfig) -> dict[str, f
     cleaned = timed("clean_text", clean_text, [a.body or "" for a in articles])
     normalised = timed("normalise_text", normalise_text, cleaned)
     timed("content_hash (sha256)", fp.content_hash, normalised)
-    grams = timed("shingles (tokens, n-gram joins)", lambda t: list(fp._grams(t, config)[0]), normalised)
+    grams = timed("shingles (tokens, n-gram joins)", lambda t: list(fp._grams(t, config)), normalised)
     hashes = timed("shingle_hashes (xxhash32, sort, unique)", fp.shingle_hashes, grams)
     timed("minhash_signature (numpy affine32)", lambda h: fp.minhash_signature(h, config), hashes)
     timed("normalise_url", lambda a: normalise_url(a.url), articles)
