@@ -15,7 +15,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import Engine, bindparam, func, insert, select, update
+from sqlalchemy import Connection, Engine, Select, bindparam, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from consumers.evaluation import ArticleView
@@ -170,7 +170,7 @@ class StoryStore:
             ).all()
             stories = [Story(sid, canonical, [], Counter(), first, last, touched)
                        for sid, canonical, first, last, touched in story_rows]
-            article_rows = conn.execution_options(yield_per=10_000).execute(
+            article_rows = _streamed(conn, (
                 select(ArticleRow.id, ArticleRow.story_id, ArticleRow.published_at, ArticleRow.source,
                        func.length(ArticleRow.body), ArticleRow.signature, ArticleRow.shingle_hashes,
                        ArticleRow.content_hash, ArticleRow.match_method, ArticleRow.similarity,
@@ -178,7 +178,7 @@ class StoryStore:
                 .join(StoryRow, StoryRow.id == ArticleRow.story_id)
                 .where(*live)
                 .order_by(ArticleRow.published_at, ArticleRow.id)
-            )
+            ), utc_columns=(2,))
             by_id = {story.id: story for story in stories}
             counts = Counter[str]()
 
@@ -257,6 +257,29 @@ class StoryStore:
                 ).scalars().all()
                 result.append((story_id, members, list(outlets)))
             return result
+
+
+def _streamed(conn: Connection, statement: Select, utc_columns: tuple[int, ...]) -> Iterator[tuple]:
+    """The statement's rows, one at a time without holding them all, as plain tuples.
+
+    On PostgreSQL through psycopg's ``stream`` (the server sends rows while we process the
+    previous ones; a server-side cursor, which SQLAlchemy's ``yield_per`` uses, waits for each
+    FETCH round trip instead, and a rebuild spent half its time so). The datetimes of
+    ``utc_columns`` come back as aware UTC, as ``UtcDateTime`` gives them elsewhere.
+    """
+    if conn.dialect.name != "postgresql":
+        yield from (tuple(row) for row in conn.execution_options(yield_per=10_000).execute(statement))
+        return
+    compiled = statement.compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
+    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    try:
+        for row in cursor.stream(str(compiled), compiled.params, size=1000):
+            for column in utc_columns:
+                if row[column] is not None:
+                    row = (*row[:column], row[column].astimezone(UTC), *row[column + 1:])
+            yield row
+    finally:
+        cursor.close()
 
 
 def _without(row: dict, *names: str) -> dict:
