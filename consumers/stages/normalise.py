@@ -19,20 +19,26 @@ from typing import AnyStr
 
 
 class _Replace:
-    """Replace a fixed set of non-ASCII characters.
+    """Replace a fixed set of non-ASCII characters, each by ASCII text.
 
-    A regex finds them at C speed; str.translate with a dict table walks every character in
-    Python-level lookups, and was the stage's costliest call.
+    One ``in`` test per character (a memchr-speed scan) and a str.replace for each one present:
+    several times faster than a regex character class, which checks every character of the text
+    against the class, and much faster than str.translate with a dict table. The order of the
+    replaces cannot matter, as no replacement holds a replaced character.
     """
 
     def __init__(self, replacements: dict[str, str]) -> None:
-        self._replacements = replacements
-        self._pattern = re.compile("[" + re.escape("".join(replacements)) + "]")
+        if not all(value.isascii() for value in replacements.values()):
+            raise ValueError("replacements must be ASCII, so that no replacement is replaced again")
+        self._replacements = tuple(replacements.items())
 
     def __call__(self, text: str) -> str:
         if text.isascii():  # every character replaced is outside ASCII, and most news text is ASCII
             return text
-        return self._pattern.sub(lambda match: self._replacements[match.group()], text)
+        for char, replacement in self._replacements:
+            if char in text:
+                text = text.replace(char, replacement)
+        return text
 
 
 _strip_zero_width = _Replace(dict.fromkeys("\u200b\u200c\u200d\u2060\ufeff\u00ad\u180e", ""))
@@ -45,15 +51,14 @@ _fold_typography = _Replace({
 MAX_UNESCAPES = 4  # "&amp;amp;lt;" needs three; a bound keeps a hostile text from looping long
 # No chrome pattern below matches more than about 330 characters; longer lines are story text.
 MAX_CHROME_LINE_CHARS = 400
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
-# What normalise_text turns into word separators: the _CONTROL characters and every whitespace
-# character but the space itself (str.isspace, which is also what the regex \s matches). Leaving
-# the space out keeps the regex from stopping at every word; runs of spaces are collapsed after.
+# What normalise_text turns into word separators: the C0 and C1 control characters and every
+# whitespace character but the space itself (str.isspace, which is also what the regex \s matches).
+# Leaving the space out keeps the regex from stopping at every word; runs of spaces are collapsed after.
 _SEPARATOR = re.compile(r"[\x00-\x1f\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]")
 _SPACE_RUN = re.compile("  +")
 _SPACE_RUN_BYTES = re.compile(b"  +")
 # normalise_text of ASCII text in one bytes.translate: upper case to lower, every control character
-# (the ones _CONTROL blanks and the whitespace ones) to a space.
+# (whitespace or not) to a space.
 _ASCII_FOLD = bytes(
     ord(" ") if byte < 0x20 or byte == 0x7F else ord(chr(byte).lower()) if byte < 0x80 else byte
     for byte in range(256)

@@ -18,6 +18,13 @@ from hypothesis import strategies as st
 from consumers.stages import normalise
 from consumers.stages.normalise import MAX_UNESCAPES, is_chrome_line, normalise_text
 
+CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")  # what normalise_text blanks besides whitespace
+
+
+def plain_replace(replacements: dict[str, str], text: str) -> str:
+    pattern = re.compile("[" + re.escape("".join(replacements)) + "]")
+    return pattern.sub(lambda match: replacements[match.group()], text)
+
 
 def plain_normalise_text(text: str) -> str:
     """normalise_text before its fast paths: every step on every text, whitespace by regex."""
@@ -26,19 +33,30 @@ def plain_normalise_text(text: str) -> str:
         if unescaped == text:
             break
         text = unescaped
-    text = unicodedata.normalize("NFKC", normalise._strip_zero_width(text)).casefold()
+    text = unicodedata.normalize("NFKC", plain_replace(ZERO_WIDTH, text)).casefold()
     if not text.isascii():
         text = unicodedata.normalize("NFKC", text)
-    text = normalise._CONTROL.sub(" ", normalise._fold_typography(text))
+    text = CONTROL.sub(" ", plain_replace(TYPOGRAPHY, text))
     return re.sub(r"\s+", " ", text).strip()
 
 
 def plain_is_chrome_line(line: str) -> bool:
     if len(line) > normalise.MAX_CHROME_LINE_CHARS:
         return False
-    folded = normalise._fold_typography(html.unescape(line)).strip(" \t*-–—|•·")
+    folded = plain_replace(TYPOGRAPHY, html.unescape(line)).strip(" \t*-–—|•·")
     patterns = [*normalise._CHROME_LINES, normalise._RIGHTS_RESERVED_LINE]
     return not folded or any(pattern.fullmatch(folded) for pattern in patterns)
+
+
+ZERO_WIDTH = dict(normalise._strip_zero_width._replacements)
+TYPOGRAPHY = dict(normalise._fold_typography._replacements)
+
+
+@settings(max_examples=300)
+@given(st.text(st.sampled_from("a ’“”—…\u00a0\u200b\u00adé\u2212\u00ab"), max_size=60) | st.text(max_size=60))
+def test_replace_equals_one_regex_substitution(text: str) -> None:
+    assert normalise._fold_typography(text) == plain_replace(TYPOGRAPHY, text)
+    assert normalise._strip_zero_width(text) == plain_replace(ZERO_WIDTH, text)
 
 
 def test_str_split_whitespace_is_the_regex_whitespace() -> None:
@@ -51,14 +69,14 @@ def test_str_split_whitespace_is_the_regex_whitespace() -> None:
 def test_separators_are_the_controls_and_the_whitespace_but_the_space() -> None:
     for code in range(sys.maxunicode + 1):
         char = chr(code)
-        expected = char != " " and (char.isspace() or normalise._CONTROL.fullmatch(char) is not None)
+        expected = char != " " and (char.isspace() or CONTROL.fullmatch(char) is not None)
         assert (normalise._SEPARATOR.fullmatch(char) is not None) == expected, hex(code)
 
 
 def test_ascii_fold_table_is_lower_and_controls_to_space() -> None:
     for byte in range(128):
         char = chr(byte)
-        expected = " " if normalise._CONTROL.fullmatch(char) or char.isspace() else char.casefold()
+        expected = " " if CONTROL.fullmatch(char) or char.isspace() else char.casefold()
         assert chr(normalise._ASCII_FOLD[byte]) == expected, hex(byte)
 
 
