@@ -7,6 +7,8 @@ figure is "per core" and other load on the machine matters less):
 - production: ``consumers.prepare.prepare_article`` on plain-text articles (clean + normalise +
   content hash + shingle + xxhash32 + MinHash, plus URL normalisation and the article key): the
   prepare role's work per article;
+- production's ``normalise_text`` + ``fingerprint()`` on the cleaned text (the issue's "normalise +
+  shingle + MinHash": Unicode folding, shingles, hashes, MinHash, without the chrome removal);
 - production's ``fingerprint()`` alone, on the already normalised text (shingle + hash + MinHash);
 - datasketch the documented way: a new ``MinHash(num_perm=128)`` per article and ``update(shingle)``
   once per shingle (default sha1 hashing), on the very shingles production makes;
@@ -50,6 +52,7 @@ from ingest.contract import article_from_dict
 from ingest.urls import normalise_url
 
 PRODUCTION = "production prepare_article"
+NORMALISE_AND_STAGE = "production normalise_text + fingerprint()"
 STAGE_ONLY = "production fingerprint() only"
 UPDATE = "datasketch update per shingle (sha1)"
 BATCH = "datasketch update_batch (sha1)"
@@ -83,7 +86,8 @@ def main() -> int:
     config = load_settings({"num_perm": args.num_perm}).fingerprint_config()
     corpus = Corpus(load_dev(), words=args.words, seed=11)
     articles = [article_from_dict(record) for record in corpus.records(count)]
-    normalised = [normalise_text(clean_text(article.body or "")) for article in articles]
+    cleaned = [clean_text(article.body or "") for article in articles]
+    normalised = [normalise_text(text) for text in cleaned]
     shingle_sets = [list(fp.shingles(text, config)) for text in normalised]
     shingle_counts = [len(s) for s in shingle_sets]
     few = max(20, int(count * args.update_share))
@@ -94,6 +98,11 @@ def main() -> int:
         for article in articles:
             prepare_article(article, config)
         return len(articles)
+
+    def normalise_and_stage() -> int:
+        for text in cleaned:
+            fp.fingerprint(normalise_text(text), config)
+        return len(cleaned)
 
     def stage_only() -> int:
         for text in normalised:
@@ -118,7 +127,8 @@ def main() -> int:
             LeanMinHash(minhash)
         return len(shingle_sets)
 
-    methods: dict[str, Callable[[], int]] = {PRODUCTION: production, STAGE_ONLY: stage_only, UPDATE: update,
+    methods: dict[str, Callable[[], int]] = {PRODUCTION: production, NORMALISE_AND_STAGE: normalise_and_stage,
+                                             STAGE_ONLY: stage_only, UPDATE: update,
                                              BATCH: batch, BULK: bulk}
     rates: dict[str, list[float]] = {name: [] for name in methods}
     ratio_update, ratio_batch, ratio_bulk = [], [], []
@@ -165,6 +175,7 @@ def main() -> int:
         "script": "fingerprint", "articles": count, "words": args.words, "num_perm": config.num_perm,
         "rounds": rounds, "shingles_per_article": median(shingle_counts),
         "fingerprint_articles_per_s": round(prod),
+        "fingerprint_normalise_and_stage_articles_per_s": round(median(rates[NORMALISE_AND_STAGE])),
         "fingerprint_stage_only_articles_per_s": round(median(rates[STAGE_ONLY])),
         "datasketch_update_articles_per_s": round(median(rates[UPDATE])),
         "datasketch_update_batch_articles_per_s": round(median(rates[BATCH])),
