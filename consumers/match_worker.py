@@ -55,7 +55,7 @@ from consumers.telemetry import Telemetry
 
 log = logging.getLogger(__name__)
 ROLE = "match"
-MAX_BACKOFF_SECONDS = 30.0
+MAX_BACKOFF_SECONDS = 10.0  # the longest wait for the database: work resumes soon after it is back
 PING_SECONDS = 2.0
 # Errors about the data, not the connection: retrying the same batch cannot help.
 REFUSED_BY_DATABASE = (DataError, IntegrityError)
