@@ -1,8 +1,9 @@
 """Matcher: articles/s of ``Matcher.process`` (LSH query + verify + insert) and index memory per article.
 
 Pre-fingerprinted articles go through the production matcher (``consumers.embedded.build_matcher``
-with default settings) one by one, in batches of 500 with ``take_changes()`` after each (as the
-runners do; nothing is written anywhere). At each checkpoint (100k and 1M articles in the index;
+with default settings) in batches of 500, through ``consumers.matching.match_batch`` with
+``take_changes()`` after each, as the runners do (a store that knows no key stands in for the
+database; nothing is written anywhere). At each checkpoint (100k and 1M articles in the index;
 ``--quick``: 20k and 100k) it reports
 
 - articles/s over the window since the previous checkpoint, in CPU time of this process ("per
@@ -52,11 +53,23 @@ from benchlib import Deriver, Progress, emit, median, note, prepare_all, print_h
 from corpus import Corpus, load_dev
 
 from consumers.embedded import build_matcher
+from consumers.matching import match_batch
 from consumers.prepare import Lineage
 from consumers.settings import load_settings
 from consumers.stages.match import band_table, lsh_bands
 
 BATCH = 500
+
+
+class NoStoredKeys:
+    """The one store call ``match_batch`` makes: no article is stored from before."""
+
+    @staticmethod
+    def stored_keys(keys: object) -> set[str]:
+        return set()
+
+
+NO_STORE = NoStoredKeys()
 
 
 def main() -> int:
@@ -100,7 +113,7 @@ def main() -> int:
         while done < size:
             batch = list(islice(stream, min(BATCH, size - done)))
             cpu, wall = time.process_time(), time.perf_counter()
-            decisions = [matcher.process(article, lineage) for article in batch]
+            decisions = match_batch(matcher, NO_STORE, [(article, lineage) for article in batch])  # type: ignore[arg-type]
             window["cpu"] += time.process_time() - cpu
             window["wall"] += time.perf_counter() - wall
             matcher.take_changes()
@@ -210,8 +223,9 @@ def profile_text(matcher, stream, lineage: Lineage) -> str:  # type: ignore[no-u
     gc.collect()
     profile = cProfile.Profile()
     profile.enable()
-    for article in batch:
-        matcher.process(article, lineage)
+    for start in range(0, len(batch), BATCH):
+        match_batch(matcher, NO_STORE, [(a, lineage) for a in batch[start:start + BATCH]])  # type: ignore[arg-type]
+        matcher.take_changes()
     profile.disable()
     out = io.StringIO()
     for order in ("cumulative", "tottime"):

@@ -114,9 +114,6 @@ def lsh_bands(fingerprint: FingerprintConfig, match: MatchConfig) -> tuple[int, 
     return lsh.b, lsh.r
 
 
-_NO_ORDINALS = np.empty(0, dtype=np.int64)
-
-
 class PackedBands:
     """Band table for r = 1: band collisions → article ordinals, at 8 bytes per band entry.
 
@@ -164,7 +161,7 @@ class PackedBands:
         self._flush()
         self._merge_in(self._pack(ordinals, signatures[:, : self.bands]))
 
-    def query(self, signature: np.ndarray) -> np.ndarray:
+    def query(self, signature: np.ndarray) -> list[int]:
         """Ordinals sharing at least one band with this signature (unsorted, repeated, maybe removed)."""
         values = signature[: self.bands]
         found: list[int] = []
@@ -181,11 +178,17 @@ class PackedBands:
         # Each bucket's [low, high) interleaved: increasing (the band is on top), which numpy's
         # binary search exploits by starting each search where the previous one ended.
         bounds = np.stack((low, low + self._bucket_width), axis=1).ravel()
-        parts = [np.array(found, dtype=np.int64)] if found else []
+        mask = self.max_ordinal
         for run in (self._small, self._large):
-            if len(run):
-                parts.append(self._bucket_ordinals(run, bounds))
-        return np.concatenate(parts) if parts else _NO_ORDINALS
+            if not len(run):
+                continue
+            edges = run.searchsorted(bounds)
+            starts, stops = edges[0::2], edges[1::2]
+            # Buckets hold a few entries and most probes find none: a Python loop over the
+            # buckets found beats the dozen numpy calls that gather every range at once.
+            for band in np.flatnonzero(stops > starts).tolist():
+                found.extend(packed & mask for packed in run[starts[band]:stops[band]].tolist())
+        return found
 
     def renumber(self, new_ordinal: np.ndarray) -> None:
         """Apply ``new_ordinal[old]`` (increasing; -1 for removed articles) to every entry."""
@@ -223,18 +226,6 @@ class PackedBands:
             self._large = np.sort(np.concatenate((self._large, self._small)))
             self._small = np.empty(0, dtype=np.uint64)
 
-    def _bucket_ordinals(self, run: np.ndarray, bounds: np.ndarray) -> np.ndarray:
-        edges = run.searchsorted(bounds)
-        starts, stops = edges[0::2], edges[1::2]
-        counts = stops - starts
-        total = int(counts.sum())
-        if not total:
-            return _NO_ORDINALS
-        # Every index of every [start, stop) range, without a Python loop over the buckets.
-        offsets = np.cumsum(counts) - counts
-        at = np.repeat(starts - offsets, counts) + np.arange(total)
-        return (run[at] & np.uint64(self.max_ordinal)).astype(np.int64)
-
 
 class DictBands:
     """Band table for r > 1 (a band of r values does not pack into 64 bits): a dict of band keys.
@@ -267,7 +258,7 @@ class DictBands:
         for ordinal, signature in zip(ordinals.tolist(), signatures, strict=True):
             self.add(ordinal, signature)
 
-    def query(self, signature: np.ndarray) -> np.ndarray:
+    def query(self, signature: np.ndarray) -> list[int]:
         found: list[int] = []
         for key in self._keys(signature):
             held = self._table.get(key)
@@ -277,7 +268,7 @@ class DictBands:
                 found.extend(held)
             else:
                 found.append(held)
-        return np.array(found, dtype=np.int64)
+        return found
 
     def renumber(self, new_ordinal: np.ndarray) -> None:
         table: dict[tuple[int, bytes], int | list[int]] = {}
@@ -384,14 +375,10 @@ class CandidateIndex:
     def candidates(self, signature: np.ndarray) -> list[tuple[Hashable, np.ndarray]]:
         """(key, shingle hashes) of every article sharing a band with this signature, oldest first."""
         ordinals = self._bands.query(signature)
-        if not len(ordinals):
+        if not ordinals:
             return []
-        ordinals = np.unique(ordinals)
-        keys, view = self._keys, self._arena.view
-        return [(keys[o], view(at, size))
-                for o, at, size in zip(ordinals.tolist(), self._location[ordinals].tolist(),
-                                       self._size[ordinals].tolist(), strict=True)
-                if keys[o] is not None]
+        keys, location, size, view = self._keys, self._location, self._size, self._arena.view
+        return [(keys[o], view(int(location[o]), int(size[o]))) for o in sorted(set(ordinals)) if keys[o] is not None]
 
     def find_candidates(self, signature: np.ndarray) -> list[Hashable]:
         """Keys whose signature collides with this one in at least one band (approximate)."""
