@@ -186,7 +186,10 @@ def _looks_like_code(text: str) -> bool:
     # Checking the ending with str methods, not a "...\s*$" regex, which retries at every character.
     if text.rstrip().endswith(_CODE_ENDINGS):
         return True
-    return any(needle in text for needle in _CODE_NEEDLES) and _CODE.search(text) is not None
+    for needle in _CODE_NEEDLES:  # a plain loop: a generator in any() cost a quarter of this function
+        if needle in text:
+            return _CODE.search(text) is not None
+    return False
 
 
 def is_chrome_line(line: str) -> bool:
