@@ -194,7 +194,9 @@ class Matcher:
         story_ids = {self.articles[key].story_id for key, _ in matches}
         # Before joining: rescoring against a new canonical reads its shingle hashes from the index.
         self._remember(new, article.signature, article.shingle_hashes)
-        story = self._join(new, story_ids, best) if best else self._found(new)
+        # Similarities computed on the shingles (not EXACT's stand-in, which an empty text would contradict).
+        verified = dict(matches) if method == NEAR else {}
+        story = self._join(new, story_ids, best, verified) if best else self._found(new)
         self._changes.new_articles.append((article, lineage))
         verify_seconds = time.perf_counter() - started - query_seconds
         return Decision(method, story.id, num_candidates, best[1].score if best else None, len(story.members),
@@ -225,7 +227,8 @@ class Matcher:
         self._event(story.id, EVENT_FOUNDED, article.key, FOUNDED)
         return story
 
-    def _join(self, article: IndexedArticle, story_ids: set[str], best: tuple[str, Similarity]) -> Story:
+    def _join(self, article: IndexedArticle, story_ids: set[str], best: tuple[str, Similarity],
+              verified: dict[str, Similarity]) -> Story:
         # The surviving story is the one whose canonical ranks best, so a merge keeps the original.
         stories = sorted((self.stories[sid] for sid in story_ids), key=lambda s: self._rank(s.canonical_key))
         story = stories[0]
@@ -240,7 +243,9 @@ class Matcher:
             self._event(story.id, EVENT_CANONICAL_CHANGED, article.key, reason)
             self._rescore(story)
         else:
-            article.similarity = self._similarity_to_canonical(article, story)
+            # The canonical is usually one of the verified matches: its similarity is known already.
+            known = verified.get(story.canonical_key)
+            article.similarity = known if known is not None else self._similarity_to_canonical(article, story)
         return story
 
     def _merge(self, absorbed: Story, into: Story) -> None:
