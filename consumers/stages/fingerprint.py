@@ -151,8 +151,10 @@ def _fmix32(hashes: np.ndarray) -> np.ndarray:
 @functools.lru_cache(maxsize=8)
 def _permutations(config: FingerprintConfig) -> tuple[np.ndarray, np.ndarray]:
     """datasketch's permutation parameters (a, b) for this config, drawn once."""
-    a, b = MinHash(num_perm=config.num_perm, seed=config.seed, hashfunc=int, scheme=SCHEME).permutations
-    return a.astype(np.uint32), b.astype(np.uint32)
+    a, b = (values.astype(np.uint32) for values in
+            MinHash(num_perm=config.num_perm, seed=config.seed, hashfunc=int, scheme=SCHEME).permutations)
+    a.flags.writeable = b.flags.writeable = False  # shared by every call through the cache
+    return a, b
 
 
 def array_to_bytes(values: np.ndarray) -> bytes:
