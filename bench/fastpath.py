@@ -17,31 +17,29 @@ then both are timed side by side on the 700-word articles. One prototype remains
       checked identical on every article). Needs numba, which is not a dependency: skipped when
       it is not installed.
 
-Matcher (``--part matcher``):
-
-  M1  ``compare``: the shared count of two unique arrays by concatenate + sort + adjacent equality,
-      without ``np.intersect1d``'s wrapper (which builds the intersection array itself);
-  M2  LSH as one dict of band keys (band << 32 | value, for r = 1) → article key(s), instead of
-      datasketch's MinHashLSH (a LeanMinHash object per call, per-band byteswap + bytes keys, a
-      set per bucket and a second table of every key's band keys);
-  GC  a higher gen-0 threshold of Python's collector while the index grows (gc.set_threshold);
-  M3  LSH as sorted numpy arrays (uint64 band keys + int32 ordinals, searchsorted to query) with
-      a small dict for recent inserts, merged in bulk: about 12 bytes per band entry.
+Matcher (``--part matcher``): its prototypes (M1 ``compare`` by concatenate + sort + adjacent
+equality; M2/M3 the LSH as band keys of r = 1 instead of datasketch's MinHashLSH, now packed
+sorted uint64 runs plus a dict of recent inserts; GC a higher gen-0 threshold during a batch) are
+in production, so this part compares production (``consumers.matching.match_batch``) with the
+matcher of an earlier commit (``--matcher-against``, default the one before them), loaded from git
+into the same process: first every decision, story and member similarity on ``--check`` derived
+articles must be identical, then both run from an empty index to ``--matcher-articles``, each in a
+forked child (CPU time, RSS growth per article), alternating which goes first.
 
     python bench/fastpath.py [--part fingerprint|matcher|all] [--articles 1000] [--against REV]
-                             [--index 100000]
+                             [--matcher-articles 100000] [--matcher-against REV]
 """
 
 from __future__ import annotations
 
 import argparse
-import gc
 import multiprocessing
 import subprocess
 import sys
 import time
 import types
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Iterable
+from itertools import islice
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -53,10 +51,10 @@ from evalsets import DEFAULT_EVAL_DIR, load_sets
 
 import consumers.prepare as prepare_module
 from consumers.matcher import Matcher
+from consumers.matching import match_batch
 from consumers.prepare import Lineage
 from consumers.settings import load_settings
 from consumers.stages import fingerprint as fp
-from consumers.stages import match as match_stage
 from consumers.stages.normalise import clean_text, normalise_text
 from ingest.contract import article_from_dict
 
@@ -70,15 +68,21 @@ PREPARE_CHAIN = ("consumers.stages.extract", "consumers.stages.normalise", "cons
 
 
 def prepare_chain_at(rev: str) -> types.ModuleType:
-    """consumers/prepare.py and the stages it calls, as they were at git revision ``rev``.
+    """consumers/prepare.py and the stages it calls, as they were at git revision ``rev``."""
+    return modules_at(rev, PREPARE_CHAIN)["consumers.prepare"]
+
+
+def modules_at(rev: str, chain: tuple[str, ...]) -> dict[str, types.ModuleType]:
+    """These modules as they were at git revision ``rev``.
 
     Each old module is executed from ``git show`` while it stands in sys.modules under its own
-    name (so the old prepare.py imports the old stages), and the live modules are put back after.
+    name (so a later one imports the old versions of the earlier ones), and the live modules are
+    put back after.
     """
-    saved = {name: sys.modules.get(name) for name in PREPARE_CHAIN}
+    saved = {name: sys.modules.get(name) for name in chain}
     loaded: dict[str, types.ModuleType] = {}
     try:
-        for name in PREPARE_CHAIN:
+        for name in chain:
             path = name.replace(".", "/") + ".py"
             source = subprocess.run(["git", "-C", str(ROOT), "show", f"{rev}:{path}"], capture_output=True,
                                     text=True, check=True).stdout
@@ -93,7 +97,7 @@ def prepare_chain_at(rev: str) -> types.ModuleType:
                 sys.modules.pop(name, None)
             else:
                 sys.modules[name] = module
-    return loaded["consumers.prepare"]
+    return loaded
 
 
 # Characters where a fast path could part from the regexes it replaces: C0/C1 controls and the
@@ -368,247 +372,94 @@ def numba_part(sets: dict[str, list], config: fp.FingerprintConfig, rounds: int)
             "fingerprint_ratio": round(median(stage_ratios), 2)}
 
 
-# -- matcher prototypes --------------------------------------------------------------------------
+# -- matcher: production beside an earlier commit ----------------------------------------------
 
-def fast_compare(hashes_a: np.ndarray, hashes_b: np.ndarray) -> match_stage.Similarity:
-    """M1: production ``compare`` without np.intersect1d's wrapper: one concatenate, sort, adjacent compare."""
-    size_a, size_b = len(hashes_a), len(hashes_b)
-    if not size_a or not size_b:
-        return match_stage.Similarity(0.0, 0.0)
-    both = np.concatenate((hashes_a, hashes_b))
-    both.sort()
-    shared = int(np.count_nonzero(both[1:] == both[:-1]))
-    return match_stage.Similarity(shared / (size_a + size_b - shared), shared / min(size_a, size_b))
+# The matcher before M1-M3 and GC (datasketch's MinHashLSH, a numpy array per article) moved to production.
+MATCHER_BASELINE = "9693181"
+MATCHER_CHAIN = ("consumers.stages.match", "consumers.matcher")
 
 
-class DictBandIndex:
-    """M2: the CandidateIndex interface over one dict of band keys (same candidate sets as MinHashLSH)."""
-
-    def __init__(self, bands: int, rows: int) -> None:
-        self.bands_, self.rows = bands, rows
-        self._table: dict[Hashable, object] = {}  # band key → article key, or a list of them
-        self._signatures: dict[Hashable, np.ndarray] = {}  # article key → signature (shared with the matcher)
-
-    @property
-    def bands(self) -> tuple[int, int]:
-        return self.bands_, self.rows
-
-    def _keys(self, signature: np.ndarray) -> list:
-        if self.rows == 1:
-            return [(band << 32) | value for band, value in enumerate(signature[: self.bands_].tolist())]
-        return [(band, signature[band * self.rows:(band + 1) * self.rows].tobytes()) for band in range(self.bands_)]
-
-    def insert(self, key: Hashable, signature: np.ndarray) -> None:
-        self._signatures[key] = signature
-        table = self._table
-        for band_key in self._keys(signature):
-            held = table.get(band_key)
-            if held is None:
-                table[band_key] = key
-            elif type(held) is list:
-                held.append(key)
-            else:
-                table[band_key] = [held, key]
-
-    def remove(self, key: Hashable) -> None:
-        for band_key in self._keys(self._signatures.pop(key)):
-            held = self._table[band_key]
-            if type(held) is list:
-                held.remove(key)
-                if len(held) == 1:
-                    self._table[band_key] = held[0]
-            else:
-                del self._table[band_key]
-
-    def find_candidates(self, signature: np.ndarray) -> list[Hashable]:
-        found = set()
-        table = self._table
-        for band_key in self._keys(signature):
-            held = table.get(band_key)
-            if held is None:
-                continue
-            if type(held) is list:
-                found.update(held)
-            else:
-                found.add(held)
-        return list(found)
-
-    def __len__(self) -> int:
-        return len(self._signatures)
+def matcher_at(rev: str) -> types.ModuleType:
+    """consumers/matcher.py and the match stage as they were at ``rev`` (see ``prepare_chain_at``)."""
+    return modules_at(rev, MATCHER_CHAIN)["consumers.matcher"]
 
 
-class SortedBandIndex:
-    """M3: band keys in sorted numpy arrays (12 bytes per band entry) plus a dict of recent inserts.
+class NoStoredKeys:
+    """The one store call ``match_batch`` makes: no article is stored from before."""
 
-    r = 1 only (the production setting). Removal marks the article's ordinal dead; a merge drops
-    dead entries. Article keys live once, in a list indexed by ordinal.
-    """
-
-    def __init__(self, bands: int, rows: int, merge_every: int = 20_000) -> None:
-        if rows != 1:
-            raise ValueError("prototype for r = 1 only")
-        self.bands_ = bands
-        self.merge_every = merge_every
-        self._sorted = np.empty(0, dtype=np.uint64)
-        self._ordinals = np.empty(0, dtype=np.int32)
-        self._recent = DictBandIndex(bands, 1)
-        self._recent_ordinal: dict[Hashable, int] = {}
-        self._keys: list[Hashable] = []
-        self._ordinal_of: dict[Hashable, int] = {}
-        self._alive = np.zeros(0, dtype=bool)
-        self._shift = (np.arange(bands, dtype=np.uint64) << np.uint64(32))
-
-    @property
-    def bands(self) -> tuple[int, int]:
-        return self.bands_, 1
-
-    def insert(self, key: Hashable, signature: np.ndarray) -> None:
-        ordinal = len(self._keys)
-        self._keys.append(key)
-        self._ordinal_of[key] = ordinal
-        if ordinal >= len(self._alive):
-            self._alive = np.concatenate([self._alive, np.zeros(max(1024, ordinal), dtype=bool)])
-        self._alive[ordinal] = True
-        self._recent.insert(key, signature)
-        self._recent_ordinal[key] = ordinal
-        if len(self._recent) >= max(self.merge_every, len(self._ordinals) // (8 * self.bands_)):
-            self._merge()
-
-    def _merge(self) -> None:
-        keys = list(self._recent._signatures)
-        signatures = np.stack([self._recent._signatures[k] for k in keys])[:, : self.bands_].astype(np.uint64)
-        band_keys = (signatures | self._shift).ravel()
-        ordinals = np.repeat(np.array([self._recent_ordinal[k] for k in keys], dtype=np.int32), self.bands_)
-        keep = self._alive[self._ordinals] if len(self._ordinals) else np.zeros(0, dtype=bool)
-        merged_keys = np.concatenate([self._sorted[keep], band_keys])
-        merged_ordinals = np.concatenate([self._ordinals[keep], ordinals])
-        order = np.argsort(merged_keys, kind="stable")
-        self._sorted, self._ordinals = merged_keys[order], merged_ordinals[order]
-        self._recent = DictBandIndex(self.bands_, 1)
-        self._recent_ordinal = {}
-
-    def remove(self, key: Hashable) -> None:
-        ordinal = self._ordinal_of.pop(key)
-        self._alive[ordinal] = False
-        if key in self._recent_ordinal:
-            self._recent.remove(key)
-            del self._recent_ordinal[key]
-
-    def find_candidates(self, signature: np.ndarray) -> list[Hashable]:
-        found = set(self._recent.find_candidates(signature))
-        if len(self._sorted):
-            probes = signature[: self.bands_].astype(np.uint64) | self._shift
-            left = np.searchsorted(self._sorted, probes, "left")
-            right = np.searchsorted(self._sorted, probes, "right")
-            for lo, hi in zip(left.tolist(), right.tolist(), strict=True):
-                for ordinal in self._ordinals[lo:hi].tolist():
-                    if self._alive[ordinal]:
-                        found.add(self._keys[ordinal])
-        return list(found)
-
-    def __len__(self) -> int:
-        return len(self._ordinal_of)
+    @staticmethod
+    def stored_keys(keys: object) -> set[str]:
+        return set()
 
 
-def _index_child(kind: str, deriver: Deriver, entries: int, queries: int, results) -> None:
+def _run_matcher(module: types.ModuleType | None, articles: Iterable) -> tuple[object, list, float]:
+    """Articles through production's ``match_batch`` (module None) or an old matcher's ``process``
+    loop (what its runners did), 500 a batch, made as they go (so that what the index keeps of
+    them counts in its RSS); returns the matcher, every decision and the CPU seconds matching took."""
     settings = load_settings({})
-    production = match_stage.CandidateIndex(settings.fingerprint_config(), settings.match_config())
-    bands, rows = production.bands
-    index = {"production": lambda: production, "M2": lambda: DictBandIndex(bands, rows),
-             "M3": lambda: SortedBandIndex(bands, rows)}[kind]()
-    items = [(a.key, a.signature) for a in deriver.articles(entries, start=len(deriver))]
-    probes = [a.signature for a in deriver.articles(queries, start=len(deriver))]  # these find themselves
-    rss0 = settled_rss()
-    started = time.process_time()
-    for key, signature in items:
-        index.insert(key, signature)
-    if isinstance(index, SortedBandIndex):
-        index._merge()
-    insert_seconds = time.process_time() - started
-    rss = settled_rss()
-    started = time.process_time()
-    found = [sorted(index.find_candidates(signature)) for signature in probes]
-    query_seconds = time.process_time() - started
-    results.put({"kind": kind, "insert_per_s": entries / insert_seconds, "query_per_s": queries / query_seconds,
-                 "rss_bytes_per_entry": (rss - rss0) / entries, "candidates": found})
-
-
-def _timed_matcher(deriver: Deriver, count: int, swaps: str) -> tuple[float, list]:
-    settings = load_settings({})
-    matcher = Matcher(settings.fingerprint_config(), settings.match_config(), settings.preferred_source_list,
-                      settings.retention)
-    saved = None
-    if "M1" in swaps:
-        import consumers.matcher as matcher_module
-
-        saved = matcher_module.compare
-        matcher_module.compare = fast_compare
-    if "M2" in swaps:
-        matcher.index = DictBandIndex(*matcher.index.bands)
-    if "M3" in swaps:
-        matcher.index = SortedBandIndex(*matcher.index.bands)
-    thresholds = gc.get_threshold()
-    if "GC" in swaps:
-        gc.set_threshold(100_000, 50, 100)  # fewer collections of the ever-growing, acyclic index
+    cls = Matcher if module is None else module.Matcher
+    matcher = cls(settings.fingerprint_config(), settings.match_config(), settings.preferred_source_list,
+                  settings.retention)
     lineage = Lineage("bench", 0, 0)
-    articles = list(deriver.articles(count))
-    try:
+    decisions: list = []
+    seconds = 0.0
+    stream = iter(articles)
+    while batch := list(islice(stream, 500)):
         started = time.process_time()
-        decisions = []
-        for start in range(0, count, 500):
-            decisions += [matcher.process(a, lineage) for a in articles[start:start + 500]]
-            matcher.take_changes()
-        seconds = time.process_time() - started
-    finally:
-        gc.set_threshold(*thresholds)
-        if saved is not None:
-            import consumers.matcher as matcher_module
-
-            matcher_module.compare = saved
-    stories = sorted(sorted(story.members) for story in matcher.stories.values())
-    return count / seconds, [d.outcome for d in decisions] + [stories]  # type: ignore[list-item]
+        if module is None:
+            decisions += match_batch(matcher, NoStoredKeys(), [(a, lineage) for a in batch])  # type: ignore[arg-type]
+        else:
+            decisions += [matcher.process(a, lineage) for a in batch]
+        seconds += time.process_time() - started
+        matcher.take_changes()
+    return matcher, decisions, seconds
 
 
-def matcher_part(index_size: int, queries: int, matcher_articles: int) -> dict:
+def _outcome(matcher, decisions: list) -> tuple:  # type: ignore[no-untyped-def]
+    """What must not change: every decision, every story (canonical, members) and member similarity."""
+    return ([(d.outcome, d.story_id, d.candidates, d.similarity, d.story_size) for d in decisions],
+            sorted((s.id, s.canonical_key, sorted(s.members)) for s in matcher.stories.values()),
+            sorted((k, a.story_id, a.method, a.similarity.jaccard, a.similarity.containment)
+                   for k, a in matcher.articles.items()))
+
+
+def _timed_child(rev: str | None, deriver: Deriver, count: int, results) -> None:  # type: ignore[no-untyped-def]
+    module = matcher_at(rev) if rev else None
+    rss0 = settled_rss()
+    matcher, _, seconds = _run_matcher(module, deriver.articles(count))
+    results.put({"articles_per_s": count / seconds,
+                 "rss_bytes_per_article": (settled_rss() - rss0) / len(matcher.articles)})
+
+
+def matcher_part(count: int, check: int, rounds: int, against: str) -> dict:
     dev = load_dev()
     deriver = Deriver(prepare_all(list(Corpus(dev, seed=21).records(len(dev)))))
-    context = multiprocessing.get_context("fork")
-    indexes = {}
-    for kind in ("production", "M2", "M3"):
-        results = context.Queue()
-        child = context.Process(target=_index_child, args=(kind, deriver, index_size, queries, results))
-        child.start()
-        indexes[kind] = results.get()
-        child.join()
-    same = {kind: indexes[kind]["candidates"] == indexes["production"]["candidates"] for kind in ("M2", "M3")}
-    print(f"LSH index alone, {index_size:,} entries, {queries:,} queries (CPU time; RSS growth per entry):")
-    for kind, r in indexes.items():
-        tag = "" if kind == "production" else f"  same candidates as production: {'yes' if same[kind] else 'NO'}"
-        print(f"  {kind:10} insert {r['insert_per_s']:>9,.0f}/s  query {r['query_per_s']:>9,.0f}/s  "
-              f"{r['rss_bytes_per_entry']:>7,.0f} B/entry{tag}")
+    old = matcher_at(against)
+    checked = list(deriver.articles(check))
+    same = _outcome(*_run_matcher(old, checked)[:2]) == _outcome(*_run_matcher(None, checked)[:2])
+    print(f"identical decisions, stories and similarities on {check:,} derived articles: {'yes' if same else 'NO'}")
 
-    # Whole matcher, side by side; decisions and stories must be identical.
-    rates: dict[str, list[float]] = {}
-    outputs = {}
-    variants = ["production", "GC", "M1", "M1,M2", "M1,M3", "M1,M2,GC"]
-    for r in range(3):
-        for variant in variants[r % len(variants):] + variants[:r % len(variants)]:
-            rate, output = _timed_matcher(deriver, matcher_articles, "" if variant == "production" else variant)
-            rates.setdefault(variant, []).append(rate)
-            outputs[variant] = output
-    print(f"Matcher.process on {matcher_articles:,} derived articles (index from empty), 3 rounds, CPU time:")
-    for variant in variants:
-        identical = "" if variant == "production" else \
-            f"  same decisions and stories: {'yes' if outputs[variant] == outputs['production'] else 'NO'}"
-        ratio = median(rates[variant]) / median(rates["production"])
-        print(f"  {variant:10} {median(rates[variant]):>8,.0f} articles/s  {ratio:5.2f}x{identical}")
-    return {
-        "lsh": {k: {"insert_per_s": round(v["insert_per_s"]), "query_per_s": round(v["query_per_s"]),
-                    "rss_bytes_per_entry": round(v["rss_bytes_per_entry"])} for k, v in indexes.items()},
-        "lsh_same_candidates": same,
-        "matcher_articles_per_s": {v: round(median(rates[v])) for v in variants},
-        "matcher_identical": {v: outputs[v] == outputs["production"] for v in variants[1:]},
-    }
+    # Side by side, each run in a forked child (its own RSS), alternating which goes first.
+    context = multiprocessing.get_context("fork")
+    runs: dict[str, list[dict]] = {"baseline": [], "production": []}
+    for r in range(rounds):
+        order = [("baseline", against), ("production", None)]
+        for name, rev in order if r % 2 == 0 else order[::-1]:
+            results = context.Queue()
+            child = context.Process(target=_timed_child, args=(rev, deriver, count, results))
+            child.start()
+            runs[name].append(results.get())
+            child.join()
+    rate = {name: median([r["articles_per_s"] for r in rs]) for name, rs in runs.items()}
+    rss = {name: median([r["rss_bytes_per_article"] for r in rs]) for name, rs in runs.items()}
+    print(f"matcher from empty to {count:,} derived articles, {rounds} rounds (CPU time; RSS growth per article):")
+    for name, label in (("baseline", against), ("production", "production")):
+        ratio = rate[name] / rate["baseline"]
+        print(f"  {label:12} {rate[name]:>8,.0f} articles/s  {ratio:5.2f}x  {rss[name]:>7,.0f} B/article")
+    return {"against": against, "identical": same, "articles": count,
+            "articles_per_s": {k: round(v) for k, v in rate.items()},
+            "ratio": round(rate["production"] / rate["baseline"], 2),
+            "rss_bytes_per_article": {k: round(v) for k, v in rss.items()}}
 
 
 def main() -> int:
@@ -618,8 +469,12 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3, help="fingerprint rounds (default 3)")
     parser.add_argument("--against", default=BASELINE,
                         help=f"git revision whose prepare chain production is compared with (default {BASELINE})")
-    parser.add_argument("--index", type=int, default=50_000, help="entries in the LSH-alone comparison")
-    parser.add_argument("--matcher-articles", type=int, default=30_000, help="articles in the matcher comparison")
+    parser.add_argument("--matcher-articles", type=int, default=100_000,
+                        help="articles in the matcher comparison (default 100,000)")
+    parser.add_argument("--check", type=int, default=20_000, help="articles checked identical (default 20,000)")
+    parser.add_argument("--matcher-rounds", type=int, default=2, help="matcher rounds (default 2)")
+    parser.add_argument("--matcher-against", default=MATCHER_BASELINE,
+                        help=f"git revision whose matcher production is compared with (default {MATCHER_BASELINE})")
     args = parser.parse_args()
     found = print_header("fast-path prototypes beside production (identical output required)")
     result: dict = {"script": "fastpath"}
@@ -627,8 +482,8 @@ def main() -> int:
         note(f"fingerprint stage: production beside {args.against}")
         result["fingerprint"] = fingerprint_part(args.articles, args.rounds, args.against)
     if args.part in ("matcher", "all"):
-        note("matcher prototypes")
-        result["matcher"] = matcher_part(args.index, 5000, args.matcher_articles)
+        note(f"matcher: production beside {args.matcher_against}")
+        result["matcher"] = matcher_part(args.matcher_articles, args.check, args.matcher_rounds, args.matcher_against)
     emit({**result, "versions": found})
     return 0
 
