@@ -15,7 +15,6 @@ import time
 import pytest
 
 from consumers.kafka_io import ensure_topics
-from consumers.lifecycle import EXIT_WEDGED
 from consumers.settings import replace
 from tests.faults.support import Harness, free_port, http_status
 
@@ -30,11 +29,10 @@ def test_roles_starting_together_never_stay_wedged(harness: Harness) -> None:
     main thread waits in NetworkSelector.run on event.wait() without a timeout under
     ensure_coordinator_ready, typically after a rebalance that assigned nothing). No release has the fix
     yet, so each role runs a watchdog (consumers/lifecycle.py) that exits with EXIT_WEDGED when its loop
-    has not ticked for watchdog_seconds, for the supervisor to restart it. A role alive with a stalled loop
-    past that time is the failure; exits by the watchdog are counted (the race is rare: 1 of 36 starts in a
-    scratch loop on a loaded machine, 0 of 160 on a quiet one)."""
+    has not ticked for watchdog_seconds, for the supervisor (here the harness) to restart it. A role alive
+    with a stalled loop past that time is the failure; exits by the watchdog are counted (the race is rare:
+    1 of 36 starts in a scratch loop on a loaded machine, 0 of 160 on a quiet one)."""
     wedged: list[str] = []
-    exits: list[str] = []
     rounds = 0
     started = time.monotonic()
     while rounds < ROUNDS and not wedged:
@@ -50,14 +48,13 @@ def test_roles_starting_together_never_stay_wedged(harness: Harness) -> None:
         for role in roles:
             if role.alive and http_status(role.metrics_port, "/healthz") == 503:
                 wedged.append(f"{role.name}: last log line {role.tail(1)[:160]}")
-            elif not role.alive:
-                assert role.process is not None and role.process.returncode == EXIT_WEDGED, role.tail()
-                exits.append(role.name)
         for role in roles:
             if role.alive:
                 role.kill9()
     harness.report("roles starting together", rounds * WORKERS, 0, None, "-", equal=None, stored=0, lost=0,
-                   notes=f"{len(exits)} wedged and exited by the watchdog, {len(wedged)} stayed wedged, in "
-                         f"{rounds} rounds of {WORKERS} prepare workers ({time.monotonic() - started:.0f}s)"
+                   notes=f"{len(harness.wedges)} wedged and exited by the watchdog (restarted), {len(wedged)} "
+                         f"stayed wedged, in {rounds} rounds of {WORKERS} prepare workers "
+                         f"({time.monotonic() - started:.0f}s)"
                          + (f": {wedged[0][:150]}" if wedged else ""))
     assert not wedged, "\n".join(wedged)
+    assert not harness.crashed(), harness.crashed()  # exits other than the watchdog's
