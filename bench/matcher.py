@@ -210,7 +210,7 @@ def _lsh_child(deriver: Deriver, settings, entries: int, queries: int, results) 
     insert_seconds = time.process_time() - started
     rss = settled_rss()
     started = time.process_time()
-    found = sum(len(set(index.query(signature).tolist())) for signature in probes)
+    found = sum(len(set(index.query(signature))) for signature in probes)
     query_seconds = time.process_time() - started
     results.put({"entries": entries, "insert_per_s": round(entries / insert_seconds),
                  "query_per_s": round(len(probes) / query_seconds),
