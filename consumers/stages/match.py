@@ -187,7 +187,7 @@ class PackedBands:
             # Buckets hold a few entries and most probes find none: a Python loop over the
             # buckets found beats the dozen numpy calls that gather every range at once.
             for band in np.flatnonzero(stops > starts).tolist():
-                found.extend(packed & mask for packed in run[starts[band]:stops[band]].tolist())
+                found.extend([packed & mask for packed in run[starts[band]:stops[band]].tolist()])
         return found
 
     def renumber(self, new_ordinal: np.ndarray) -> None:
