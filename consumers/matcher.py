@@ -68,7 +68,8 @@ class IndexedArticle:
 
 
 class StoredArticle(NamedTuple):
-    """An article as a rebuild hands it to ``Matcher.load``."""
+    """An article as a rebuild hands it to ``Matcher.load``: its signature may stop after the
+    b * r values the LSH bands use (the matcher keeps nothing else of it)."""
 
     article: IndexedArticle
     signature: np.ndarray

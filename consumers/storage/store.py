@@ -15,6 +15,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+import numpy as np
 from sqlalchemy import Connection, Engine, Select, bindparam, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
@@ -158,8 +159,10 @@ class StoryStore:
         """Rebuild a matcher's state from stored stories still inside its retention window.
 
         Rows stream into ``Matcher.load`` (never all in memory at once) as they arrive, in
-        publication order like the original inserts.
+        publication order like the original inserts. Of each signature only the values the LSH
+        bands use are read (92 of 512 bytes at the default 23 bands of 1 row).
         """
+        bands, rows_per_band = matcher.index.bands
         cutoff = matcher.clock() - matcher.retention
         live = (StoryRow.match_partition.in_(match_partitions), StoryRow.merged_into.is_(None),
                 StoryRow.updated_at >= cutoff)
@@ -172,13 +175,14 @@ class StoryStore:
                        for sid, canonical, first, last, touched in story_rows]
             article_rows = _streamed(conn, (
                 select(ArticleRow.id, ArticleRow.story_id, ArticleRow.published_at, ArticleRow.source,
-                       func.length(ArticleRow.body), ArticleRow.signature, ArticleRow.shingle_hashes,
+                       func.length(ArticleRow.body), func.substr(ArticleRow.signature, 1, 4 * bands * rows_per_band),
+                       ArticleRow.shingle_hashes,
                        ArticleRow.content_hash, ArticleRow.match_method, ArticleRow.similarity,
                        ArticleRow.containment, ArticleRow.fingerprint_identity)
                 .join(StoryRow, StoryRow.id == ArticleRow.story_id)
                 .where(*live)
                 .order_by(ArticleRow.published_at, ArticleRow.id)
-            ), utc_columns=(2,))
+            ))
             by_id = {story.id: story for story in stories}
             counts = Counter[str]()
 
@@ -193,10 +197,13 @@ class StoryStore:
                     by_id[story_id].outlets[source.lower()] += 1
                     counts["articles"] += 1
                     counts["without_hashes"] += not hashes
+                    published = published.astimezone(UTC) if published is not None else None  # as UtcDateTime
                     contender = Contender(key, published, source, chars or 0)
                     scores = SAME if similarity == containment == 1.0 else Similarity(similarity, containment)
                     article = IndexedArticle(key, story_id, contender, content, method, scores)
-                    yield StoredArticle(article, array_from_bytes(signature), array_from_bytes(hashes or b""))
+                    # Views of the row's bytes, no copies: the index copies what it keeps.
+                    yield StoredArticle(article, np.frombuffer(signature, dtype="<u4"),
+                                        np.frombuffer(hashes or b"", dtype="<u4"))
 
             matcher.load(stories, stored())
         if counts["without_hashes"]:
@@ -259,25 +266,22 @@ class StoryStore:
             return result
 
 
-def _streamed(conn: Connection, statement: Select, utc_columns: tuple[int, ...]) -> Iterator[tuple]:
+def _streamed(conn: Connection, statement: Select) -> Iterator[tuple]:
     """The statement's rows, one at a time without holding them all, as plain tuples.
 
-    On PostgreSQL through psycopg's ``stream`` (the server sends rows while we process the
-    previous ones; a server-side cursor, which SQLAlchemy's ``yield_per`` uses, waits for each
-    FETCH round trip instead, and a rebuild spent half its time so). The datetimes of
-    ``utc_columns`` come back as aware UTC, as ``UtcDateTime`` gives them elsewhere.
+    On PostgreSQL through psycopg's ``stream`` in binary format (the server sends rows while we
+    process the previous ones, and bytea arrives as is, not hex; a server-side cursor, which
+    SQLAlchemy's ``yield_per`` uses, waits for each FETCH round trip instead, and a rebuild spent
+    half its time so). Values come as the driver gives them, without SQLAlchemy's result types
+    (timestamps are aware but in the session's zone: convert them to UTC).
     """
     if conn.dialect.name != "postgresql":
         yield from (tuple(row) for row in conn.execution_options(yield_per=10_000).execute(statement))
         return
     compiled = statement.compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
-    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    cursor = conn.connection.driver_connection.cursor(binary=True)  # type: ignore[union-attr]
     try:
-        for row in cursor.stream(str(compiled), compiled.params, size=1000):
-            for column in utc_columns:
-                if row[column] is not None:
-                    row = (*row[:column], row[column].astimezone(UTC), *row[column + 1:])
-            yield row
+        yield from cursor.stream(str(compiled), compiled.params, size=1000)
     finally:
         cursor.close()
 
