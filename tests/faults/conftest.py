@@ -31,8 +31,8 @@ from sqlalchemy import create_engine, text
 from consumers.settings import load_settings
 from consumers.storage import schema
 from consumers.storage.database import make_engine
-from tests.faults.support import REPORT, FaultServices, Harness, read_export, report_table, write_lines
-from tests.integration.conftest import run_cli
+from tests.faults.support import REPORT, FaultServices, Harness, report_table, write_lines
+from tests.integration.conftest import read_export, run_cli
 
 HERE = Path(__file__).resolve().parent
 

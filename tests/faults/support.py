@@ -10,7 +10,6 @@ from __future__ import annotations
 import itertools
 import json
 import os
-import shlex
 import signal
 import socket
 import subprocess
@@ -20,7 +19,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -32,7 +31,16 @@ from sqlalchemy.exc import SQLAlchemyError
 from consumers.lifecycle import EXIT_WEDGED
 from consumers.settings import Settings
 from ingest.producer import ArticleProducer
-from tests.integration.conftest import DEV_ARTICLES, ROOT, run_cli, settings_env
+from tests.integration.conftest import (
+    DEV_ARTICLES,
+    ROOT,
+    Services,
+    exported,
+    read_export,
+    run_cli,
+    settings_env,
+    stories_of,
+)
 
 SERVICES_SH = ROOT / "scripts" / "services.sh"
 # Our own instance. NEWSDEDUP_TEST_* is the prefix the service's settings loader ignores.
@@ -49,9 +57,11 @@ WATCHDOG_SECONDS = 45.0  # roles' watchdog here: above the longest legitimate st
 # -- the services instance ---------------------------------------------------------------------------
 
 
-@dataclass
-class FaultServices:
-    env: dict[str, str] = field(default_factory=dict)  # the export lines of `services.sh up`
+class FaultServices(Services):
+    """This suite's own instance: started, stopped and restarted through services.sh."""
+
+    def __init__(self) -> None:
+        super().__init__({})  # filled from the export lines of `services.sh up`
 
     def script(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
         full = {**{k: v for k, v in os.environ.items() if not k.startswith("NEWSDEDUP_")}, **INSTANCE_ENV}
@@ -62,10 +72,7 @@ class FaultServices:
         result = self.script("up", *services, timeout=600)
         if result.returncode != 0:
             raise AssertionError(f"services.sh up {' '.join(services)} failed:\n{result.stderr[-3000:]}")
-        for line in result.stdout.splitlines():
-            if line.startswith("export "):
-                key, _, value = line.removeprefix("export ").partition("=")
-                self.env[key] = shlex.split(value)[0] if value else ""
+        self.env.update(exported(result.stdout))
 
     def down(self, *services: str) -> None:
         result = self.script("down", *services, timeout=120)
@@ -74,18 +81,6 @@ class FaultServices:
 
     def running(self, *services: str) -> bool:
         return self.script("status", *services, timeout=30).returncode == 0
-
-    @property
-    def bootstrap(self) -> str:
-        return self.env["NEWSDEDUP_KAFKA_BOOTSTRAP_SERVERS"]
-
-    @property
-    def app_url(self) -> str:
-        return self.env["NEWSDEDUP_TEST_DATABASE_URL"]
-
-    @property
-    def owner_url(self) -> str:
-        return self.env["NEWSDEDUP_TEST_MIGRATION_DATABASE_URL"]
 
 
 # -- small helpers -----------------------------------------------------------------------------------
@@ -148,17 +143,6 @@ def ids_of(lines: Iterable[bytes]) -> list[str]:
 def write_lines(path: Path, lines: Iterable[bytes]) -> Path:
     path.write_bytes(b"\n".join(lines) + b"\n")
     return path
-
-
-def read_export(path: Path) -> dict[str, dict]:
-    return {row["id"]: row for row in map(json.loads, path.read_text().splitlines())}
-
-
-def stories_of(rows: dict[str, dict]) -> set[frozenset[str]]:
-    groups: dict[str, set[str]] = {}
-    for article_id, row in rows.items():
-        groups.setdefault(row["story_id"], set()).add(article_id)
-    return {frozenset(group) for group in groups.values()}
 
 
 def compare_exports(kafka: dict[str, dict], embedded: dict[str, dict]) -> dict[str, int]:

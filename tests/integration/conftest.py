@@ -8,6 +8,7 @@ app role.
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import subprocess
@@ -51,12 +52,29 @@ def services() -> Services:
                             timeout=600)
     if result.returncode != 0:
         pytest.fail(f"scripts/services.sh up failed:\n{result.stderr[-3000:]}")
+    return Services(exported(result.stdout))
+
+
+def exported(stdout: str) -> dict[str, str]:
+    """The variables of the ``export NAME=value`` lines that ``services.sh up`` prints."""
     env = {}
-    for line in result.stdout.splitlines():
+    for line in stdout.splitlines():
         if line.startswith("export "):
             key, _, value = line.removeprefix("export ").partition("=")
             env[key] = shlex.split(value)[0] if value else ""
-    return Services(env)
+    return env
+
+
+def read_export(path: Path) -> dict[str, dict]:
+    """A `newsdedup export` file, by article id."""
+    return {row["id"]: row for row in map(json.loads, path.read_text().splitlines())}
+
+
+def stories_of(rows: dict[str, dict]) -> set[frozenset[str]]:
+    groups: dict[str, set[str]] = {}
+    for article_id, row in rows.items():
+        groups.setdefault(row["story_id"], set()).add(article_id)
+    return {frozenset(group) for group in groups.values()}
 
 
 @pytest.fixture()

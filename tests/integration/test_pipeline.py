@@ -14,7 +14,16 @@ from sqlalchemy.exc import ProgrammingError
 
 from consumers.kafka_io import REASON_HEADER, SOURCE_HEADERS
 from consumers.settings import Settings, replace
-from tests.integration.conftest import DEV_ARTICLES, SHARED, run_cli, settings_env, start_cli, wait_all
+from tests.integration.conftest import (
+    DEV_ARTICLES,
+    SHARED,
+    read_export,
+    run_cli,
+    settings_env,
+    start_cli,
+    stories_of,
+    wait_all,
+)
 
 pytestmark = pytest.mark.integration
 DEV_REAL = SHARED / "eval" / "dev-real" / "articles.jsonl"
@@ -49,17 +58,6 @@ def matched_records(engine, settings: Settings) -> int:  # type: ignore[no-untyp
         consumed = conn.execute(text("SELECT coalesce(sum(next_offset), 0) FROM consumer_offsets "
                                      "WHERE consumer_group = :group"), {"group": settings.match_group}).scalar_one()
     return int(consumed)
-
-
-def read_export(path: Path) -> dict[str, dict]:
-    return {row["id"]: row for row in map(json.loads, path.read_text().splitlines())}
-
-
-def stories_of(rows: dict[str, dict]) -> set[frozenset[str]]:
-    groups: dict[str, set[str]] = {}
-    for article_id, row in rows.items():
-        groups.setdefault(row["story_id"], set()).add(article_id)
-    return {frozenset(group) for group in groups.values()}
 
 
 def table_counts(url: str) -> dict[str, int]:
