@@ -175,6 +175,117 @@ def settled_rss() -> int:
     return rss_bytes()
 
 
+# -- CPU time of processes --------------------------------------------------------------------
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def process_cpu(pid: int, children: bool = False) -> float:
+    """CPU seconds (user + system, all threads) of a live process from /proc/<pid>/stat; with
+    ``children``, plus those of its children it has waited for. 0.0 if it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+            fields = stat.read().rpartition(")")[2].split()
+    except OSError:
+        return 0.0
+    ticks = int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of proc(5))
+    if children:
+        ticks += int(fields[13]) + int(fields[14])  # cutime, cstime
+    return ticks / CLOCK_TICKS
+
+
+def service_pids() -> dict[str, int]:
+    """Process ids of the local Kafka broker and PostgreSQL server (``scripts/services.sh status``)."""
+    result = subprocess.run(["bash", str(ROOT / "scripts" / "services.sh"), "status"], capture_output=True, text=True)
+    pids = {}
+    for line in (result.stdout + result.stderr).splitlines():
+        name, _, rest = line.partition(": running (pid ")
+        if rest:
+            pids[name.strip()] = int(rest.split(",")[0].split(")")[0])
+    return pids
+
+
+def client_ports(pids: list[int], server_port: int) -> set[int]:
+    """Local ports of the TCP connections the processes ``pids`` hold to ``server_port`` on this host."""
+    inodes = set()
+    for pid in pids:
+        try:
+            for fd in Path(f"/proc/{pid}/fd").iterdir():
+                with contextlib.suppress(OSError):
+                    target = os.readlink(fd)
+                    if target.startswith("socket:["):
+                        inodes.add(target[8:-1])
+        except OSError:
+            continue
+    ports = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError), open(table, encoding="ascii") as lines:
+            for line in list(lines)[1:]:
+                cols = line.split()
+                if cols[9] in inodes and int(cols[2].rsplit(":", 1)[1], 16) == server_port:
+                    ports.add(int(cols[1].rsplit(":", 1)[1], 16))
+    return ports
+
+
+def postgres_cpu(postmaster: int, clients: set[int] | None = None) -> dict[int, float]:
+    """CPU seconds of the live processes of a PostgreSQL server: the shared auxiliary ones (WAL
+    writer, checkpointer, ...: other users of the server count there too) and the backends that
+    serve the client ports ``clients`` (none if None)."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            parent = int((entry / "stat").read_text().rpartition(")")[2].split()[1])
+            title = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if parent != postmaster or not title.startswith("postgres: "):
+            continue
+        words = title.split()
+        backend = len(words) >= 4 and "(" in words[3]
+        if not backend or (clients and int(words[3].rsplit("(", 1)[1].rstrip(")")) in clients):
+            found[int(entry.name)] = process_cpu(int(entry.name))
+    return found
+
+
+class CpuMeter:
+    """CPU seconds spent by named processes between ``start()`` and ``stop()``.
+
+    ``track(name, pid)`` follows one process (a role); the Kafka JVM is followed whole (other users
+    of the broker count too); PostgreSQL as its auxiliary processes plus the backends that serve
+    the tracked processes (found by their client ports at stop; the roles keep their connections).
+    """
+
+    def __init__(self, pg_port: int = 15432) -> None:
+        self.pg_port = pg_port
+        self.pids: dict[str, list[int]] = {}
+        self.begin: dict[str, float] = {}
+        self.spent: dict[str, float] = {}
+        self.services = service_pids()
+        self._pg_begin: dict[int, float] = {}
+
+    def track(self, name: str, pid: int) -> None:
+        self.pids.setdefault(name, []).append(pid)
+        self.begin[f"{name}:{pid}"] = process_cpu(pid)
+
+    def start(self) -> None:
+        if "kafka" in self.services:
+            self.track("kafka", self.services["kafka"])
+        if "postgres" in self.services:
+            self._pg_begin = postgres_cpu(self.services["postgres"])
+
+    def stop(self) -> dict[str, float]:
+        roles = [pid for name, pids in self.pids.items() if name != "kafka" for pid in pids]
+        if "postgres" in self.services:
+            end = postgres_cpu(self.services["postgres"], client_ports(roles, self.pg_port))
+        for name, pids in self.pids.items():
+            self.spent[name] = sum(process_cpu(pid) - self.begin[f"{name}:{pid}"] for pid in pids)
+        if "postgres" in self.services:
+            self.spent["postgres"] = sum(cpu - self._pg_begin.get(pid, 0.0) for pid, cpu in end.items())
+        return self.spent
+
+
 # -- local services ---------------------------------------------------------------------------
 
 def services_env() -> dict[str, str]:
@@ -211,6 +322,48 @@ def fresh_database(owner_url: str) -> None:
     engine.dispose()
     subprocess.run([sys.executable, "-m", "consumers.cli", "db", "upgrade", "--db", owner_url], env=role_env(),
                    check=True, capture_output=True, cwd=ROOT)
+
+
+class PrivateSchema:
+    """A schema of its own in the local `newsdedup` database, migrated to head, for one benchmark run.
+
+    Other people's benchmarks on this machine use the same database (and recreate its tables):
+    in a schema of its own (``search_path`` set through the URLs), a run neither sees their rows
+    nor drops their tables. ``owner_url`` / ``app_url`` point into it; ``drop()`` removes it.
+    """
+
+    def __init__(self, services: dict[str, str], tag: str) -> None:
+        from sqlalchemy import create_engine, text
+
+        owner = services["NEWSDEDUP_MIGRATION_DATABASE_URL"]
+        if not owner.rstrip("/").endswith("/newsdedup"):
+            sys.exit(f"refusing to use {owner.rsplit('@', 1)[-1]}: only the local `newsdedup` database")
+        self.schema = f"bench_{tag}"
+        app_role = services["NEWSDEDUP_DATABASE_URL"].split("://", 1)[1].split(":", 1)[0]
+        self._owner_base = owner
+        engine = create_engine(owner)
+        with engine.begin() as conn:
+            conn.execute(text(f'CREATE SCHEMA "{self.schema}"'))
+            conn.execute(text(f'GRANT USAGE ON SCHEMA "{self.schema}" TO "{app_role}"'))
+            conn.execute(text(f'ALTER DEFAULT PRIVILEGES IN SCHEMA "{self.schema}" '
+                              f'GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO "{app_role}"'))
+            conn.execute(text(f'ALTER DEFAULT PRIVILEGES IN SCHEMA "{self.schema}" '
+                              f'GRANT USAGE, SELECT ON SEQUENCES TO "{app_role}"'))
+        engine.dispose()
+        option = f"options=-csearch_path%3D{self.schema}"
+        self.owner_url = f"{owner}{'&' if '?' in owner else '?'}{option}"
+        app = services["NEWSDEDUP_DATABASE_URL"]
+        self.app_url = f"{app}{'&' if '?' in app else '?'}{option}"
+        subprocess.run([sys.executable, "-m", "consumers.cli", "db", "upgrade", "--db", self.owner_url],
+                       env=role_env(), check=True, capture_output=True, cwd=ROOT)
+
+    def drop(self) -> None:
+        from sqlalchemy import create_engine, text
+
+        engine = create_engine(self._owner_base)
+        with engine.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA IF EXISTS "{self.schema}" CASCADE'))
+        engine.dispose()
 
 
 def empty_tables(owner_url: str) -> None:

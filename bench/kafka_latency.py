@@ -2,10 +2,10 @@
 
 For one and for two prepare workers (``--workers``), starts ``newsdedup prepare`` (N processes) and
 ``newsdedup match`` on fresh topics against the local services (``bash scripts/services.sh up``)
-and the local ``newsdedup`` database (whose tables it recreates; never ``newsdedup_test``), then
+and a schema of its own in the local ``newsdedup`` database (never ``newsdedup_test``), then
 offers articles at fixed rates, 25%, 50% and 90% of the measured sustained maximum, for
 ``--seconds`` each (default 25; ``--quick`` 8), through the production producer library
-(``ingest.producer.ArticleProducer``: acks=all, idempotent, gzip, linger 10 ms), paced by a clock.
+(``ingest.producer.ArticleProducer``: acks=all, idempotent, zstd, linger 10 ms, 1 MiB batches), paced by a clock.
 
 Latency of an article: from its produce time (the Kafka record timestamp of the raw message,
 which the producer sets at ``send()``; the matcher stores it as ``articles.source_timestamp``) to
@@ -38,9 +38,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchlib import (
     BENCH,
     ROOT,
+    PrivateSchema,
     Progress,
     emit,
-    fresh_database,
     median,
     note,
     percentile,
@@ -126,12 +126,12 @@ def run_workers(workers: int, max_rate: float, loads: list[int], seconds: float,
               "NEWSDEDUP_TOPIC_DEAD_LETTERS": f"lat{tag}.dlq", "NEWSDEDUP_TOPIC_STORY_EVENTS": f"lat{tag}.events"}
     env = role_env({
         "NEWSDEDUP_KAFKA_BOOTSTRAP_SERVERS": services["NEWSDEDUP_KAFKA_BOOTSTRAP_SERVERS"],
-        "NEWSDEDUP_DATABASE_URL": services["NEWSDEDUP_DATABASE_URL"],
+        "NEWSDEDUP_DATABASE_URL": services["app_url"],
         "NEWSDEDUP_PREPARE_GROUP": f"lat{tag}-prepare", "NEWSDEDUP_MATCH_GROUP": f"lat{tag}-match", **topics,
     })
     settings = load_settings(env)
     ensure_topics(settings)
-    engine = create_engine(services["NEWSDEDUP_DATABASE_URL"])
+    engine = create_engine(services["app_url"])
     corpus = Corpus(load_dev(), seed=31 + workers)
     log_path = Path(tempfile.mkdtemp(prefix="newsdedup-latency-")) / f"roles-{workers}w.log"
     cli = [sys.executable, "-m", "consumers.cli"]
@@ -221,12 +221,16 @@ def main() -> int:
             maxima[w] = args.max_rate if args.max_rate else measured_max(w)
     print("sustained maximum used: " + ", ".join(f"{w} prepare: {maxima[w]:,.0f} articles/s" for w in workers))
     services = services_env()
-    note("recreating the tables of the `newsdedup` database (drop as owner, newsdedup db upgrade)")
-    fresh_database(services["NEWSDEDUP_MIGRATION_DATABASE_URL"])
+    note("a schema of its own in the `newsdedup` database (dropped at the end), so no other run disturbs it")
+    schema = PrivateSchema(services, uuid.uuid4().hex[:8])
+    services = {**services, "app_url": schema.app_url}
 
     results = []
-    for w in workers:
-        results += run_workers(w, maxima[w], loads, seconds, services, args.drain_timeout)
+    try:
+        for w in workers:
+            results += run_workers(w, maxima[w], loads, seconds, services, args.drain_timeout)
+    finally:
+        schema.drop()
 
     print()
     print(f"{'prepare':>7} {'load':>5} {'target/s':>9} {'offered/s':>10} {'stored/s':>9} {'stored':>11} "

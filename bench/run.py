@@ -9,8 +9,9 @@ In order, each in its own process (their figures are echoed; progress goes to st
   5. bench/kafka_latency.py    p50/p99 latency at 25/50/90% of that maximum, 1 and 2 prepare workers
   6. bench/embedded.py         `newsdedup run` on the dev set into a temporary SQLite
 
-Steps 3-5 use the local services (``bash scripts/services.sh up``, idempotent) and recreate the
-tables of the local ``newsdedup`` database (never ``newsdedup_test``). ``--quick`` uses smaller
+Steps 3-5 use the local services (``bash scripts/services.sh up``, idempotent): step 3 recreates the
+tables of the local ``newsdedup`` database, steps 4-5 work in a schema of their own there (never
+``newsdedup_test``). ``--quick`` uses smaller
 sizes and shorter phases (about 3-4 minutes on the 2-core machine); without it, full sizes (1M
 articles in the matcher and the database: tens of minutes and about 10 GB of memory).
 
