@@ -50,9 +50,9 @@ EVENT_MERGED = "merged"
 SAME = Similarity(1.0, 1.0)  # shared by every canonical and exact copy rather than one object each
 
 # Rough size of one article's Python objects outside the index's arrays (IndexedArticle, Contender,
-# Similarity, key and content-hash strings, published_at, two dict entries): what bench/matcher.py
-# measures beyond ``CandidateIndex.nbytes`` at 100k articles.
-OBJECT_BYTES_PER_ARTICLE = 700
+# Similarity, key and content-hash strings, published_at, dict entries): what bench/matcher.py
+# measures beyond ``CandidateIndex.nbytes`` and ~300 bytes per story, at 100k and 1M articles.
+OBJECT_BYTES_PER_ARTICLE = 880
 
 
 @dataclass(slots=True)
