@@ -19,7 +19,7 @@ steady rate (first stored → last stored) is used. Articles are distinct (bench
 articles with new ids and URLs and three word edits), so each one is stored; the benchmark's own
 producer shares the 2 cores with Kafka, PostgreSQL and the roles, as a co-located scraper would.
 
-    python bench/kafka_latency.py [--quick] [--workers 1,2] [--loads 25,50,90] [--max-rate 600]
+    python bench/kafka_latency.py [--quick] [--workers 1,2] [--loads 25,50,90] [--max-rate 600] [--env K=V]
 """
 
 from __future__ import annotations
@@ -57,6 +57,7 @@ from consumers.settings import load_settings
 from ingest.producer import ArticleProducer
 
 WARMUP = 100
+SETTINGS: dict[str, str] = {}  # --env: settings for the roles
 
 
 def measured_max(workers: int) -> float:
@@ -128,6 +129,7 @@ def run_workers(workers: int, max_rate: float, loads: list[int], seconds: float,
         "NEWSDEDUP_KAFKA_BOOTSTRAP_SERVERS": services["NEWSDEDUP_KAFKA_BOOTSTRAP_SERVERS"],
         "NEWSDEDUP_DATABASE_URL": services["app_url"],
         "NEWSDEDUP_PREPARE_GROUP": f"lat{tag}-prepare", "NEWSDEDUP_MATCH_GROUP": f"lat{tag}-match", **topics,
+        **SETTINGS,
     })
     settings = load_settings(env)
     ensure_topics(settings)
@@ -207,7 +209,10 @@ def main() -> int:
     parser.add_argument("--max-rate", type=float, help="sustained maximum (articles/s) for every worker count")
     parser.add_argument("--max-rates", help="per worker count, e.g. 1:600,2:800 (overrides --max-rate)")
     parser.add_argument("--drain-timeout", type=float, default=120, help="wait this long for a phase's articles")
+    parser.add_argument("--env", action="append", default=[], metavar="NEWSDEDUP_X=VALUE",
+                        help="a setting for the roles (repeatable), e.g. NEWSDEDUP_BATCH_MAX_MESSAGES=500")
     args = parser.parse_args()
+    SETTINGS.update(item.split("=", 1) for item in args.env)
     workers = [int(w) for w in args.workers.split(",")]
     loads = [int(x) for x in args.loads.split(",")]
     seconds = args.seconds or (8.0 if args.quick else 25.0)
