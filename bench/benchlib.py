@@ -354,8 +354,11 @@ class PrivateSchema:
         self.owner_url = f"{owner}{'&' if '?' in owner else '?'}{option}"
         app = services["NEWSDEDUP_DATABASE_URL"]
         self.app_url = f"{app}{'&' if '?' in app else '?'}{option}"
-        subprocess.run([sys.executable, "-m", "consumers.cli", "db", "upgrade", "--db", self.owner_url],
-                       env=role_env(), check=True, capture_output=True, cwd=ROOT)
+        upgrade = subprocess.run([sys.executable, "-m", "consumers.cli", "db", "upgrade", "--db", self.owner_url],
+                                 env=role_env(), capture_output=True, text=True, cwd=ROOT)
+        if upgrade.returncode != 0:
+            self.drop()
+            sys.exit(f"newsdedup db upgrade in schema {self.schema} failed:\n{upgrade.stderr[-2000:]}")
 
     def drop(self) -> None:
         from sqlalchemy import create_engine, text
