@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 
 from kafka import KafkaConsumer
 from kafka.consumer.fetcher import ConsumerRecord
+from kafka.errors import KafkaError
 from kafka.structs import TopicPartition
 
 from consumers.matcher import EVENT_CANONICAL_CHANGED, EVENT_FOUNDED, EVENT_MERGED, Changes, Decision, Matcher
@@ -139,7 +140,10 @@ class Telemetry:
             if end is None:
                 continue  # no fetch answered yet
             last = self._last_record.get(partition)
-            position = last.offset + 1 if last is not None else consumer.position(partition)
+            try:
+                position = last.offset + 1 if last is not None else consumer.position(partition)
+            except KafkaError:  # position() asks the broker when it has to: with none up, keep the last figure
+                continue
             behind = max(0, end - position)
             labels = {"role": self.role, "topic": partition.topic, "partition": str(partition.partition)}
             self.metrics.lag_messages.labels(**labels).set(behind)
