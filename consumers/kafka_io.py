@@ -130,10 +130,17 @@ def subscribe_when_known(consumer: KafkaConsumer, topic: str, listener: Consumer
     kafka-python 3.0.12 can wedge for good (dpkp/kafka-python#3121).
     """
     deadline = time.monotonic() + timeout
-    while not consumer.partitions_for_topic(topic) and time.monotonic() < deadline:
+    while not _partitions_known(consumer, topic) and time.monotonic() < deadline:
         if stop.wait(0.5):
             break
     consumer.subscribe([topic], listener=listener)
+
+
+def _partitions_known(consumer: KafkaConsumer, topic: str) -> bool:
+    try:
+        return bool(consumer.partitions_for_topic(topic))
+    except KafkaError:  # no broker answers yet: the wait goes on
+        return False
 
 
 def poll(consumer: KafkaConsumer, settings: Settings, stop: StopFlag) -> dict[TopicPartition, list[ConsumerRecord]]:
