@@ -21,8 +21,9 @@ at least ``SHORT_TEXT_JACCARD``): on a few shingles, one shared phrase is a larg
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from datasketch import MinHashLSH
@@ -164,16 +165,7 @@ class PackedBands:
     def query(self, signature: np.ndarray) -> list[int]:
         """Ordinals sharing at least one band with this signature (unsorted, repeated, maybe removed)."""
         values = signature[: self.bands]
-        found: list[int] = []
-        recent = self._recent
-        for band, value in enumerate(values.tolist()):
-            held = recent.get(band << 32 | value)
-            if held is None:
-                continue
-            if type(held) is list:
-                found.extend(held)
-            else:
-                found.append(held)
+        found = _held(self._recent, (band << 32 | value for band, value in enumerate(values.tolist())))
         low = (values.astype(np.uint64) << self._value_shift) | self._band_bits
         # Each bucket's [low, high) interleaved: increasing (the band is on top), which numpy's
         # binary search exploits by starting each search where the previous one ended.
@@ -259,16 +251,7 @@ class DictBands:
             self.add(ordinal, signature)
 
     def query(self, signature: np.ndarray) -> list[int]:
-        found: list[int] = []
-        for key in self._keys(signature):
-            held = self._table.get(key)
-            if held is None:
-                continue
-            if type(held) is list:
-                found.extend(held)
-            else:
-                found.append(held)
-        return found
+        return _held(self._table, self._keys(signature))
 
     def renumber(self, new_ordinal: np.ndarray) -> None:
         table: dict[tuple[int, bytes], int | list[int]] = {}
@@ -439,3 +422,17 @@ def _grown(values: np.ndarray, size: int) -> np.ndarray:
     grown = np.empty(size, dtype=values.dtype)
     grown[: len(values)] = values
     return grown
+
+
+def _held(table: dict[Any, int | list[int]], keys: Iterable[Any]) -> list[int]:
+    """The ordinals a band table holds under these keys: one int per bucket, or a list when it holds several."""
+    found: list[int] = []
+    for key in keys:
+        held = table.get(key)
+        if held is None:
+            continue
+        if type(held) is list:
+            found.extend(held)
+        else:
+            found.append(held)
+    return found
