@@ -58,7 +58,7 @@ def topic_max_bytes(settings: Settings) -> dict[str, int]:
 
     Kafka's default (about 1 MB) is below the contract's limit (max_message_bytes, 2 MB by
     default). A fingerprinted record carries the text and its shingle hashes (up to about 3.7x the
-    text), a dead letter the original bytes plus headers, gzip-compressed (random bytes grow).
+    text), a dead letter the original bytes plus headers, compressed (random bytes grow).
     """
     raw = settings.max_message_bytes + RECORD_OVERHEAD_BYTES
     return {
