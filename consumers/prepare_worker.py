@@ -65,6 +65,7 @@ def run_prepare(settings: Settings, stop: StopFlag, max_idle_polls: int | None =
     producer = make_producer(settings)
     subscribe_when_known(consumer, settings.topic_raw, _LogRebalances(telemetry), stop)
     config = settings.fingerprint_config()
+    record_limit = topic_max_bytes(settings)[settings.topic_fingerprinted]
     handled, idle = 0, 0
     log.info("prepare started", extra={"role": ROLE, "topic": settings.topic_raw})
     try:
@@ -83,7 +84,7 @@ def run_prepare(settings: Settings, stop: StopFlag, max_idle_polls: int | None =
             commit = {}
             for partition, records in batch.items():
                 for record in records:
-                    outgoing.append(handle_raw(record, producer, settings, config, telemetry))
+                    outgoing.append(handle_raw(record, producer, settings, config, telemetry, record_limit))
                     handled += 1
                 commit[partition] = OffsetAndMetadata(records[-1].offset + 1, "", -1)
                 telemetry.processed(partition, records[-1])
@@ -107,8 +108,8 @@ def run_prepare(settings: Settings, stop: StopFlag, max_idle_polls: int | None =
 
 
 def handle_raw(record: ConsumerRecord, producer: KafkaProducer, settings: Settings,
-               config: FingerprintConfig, telemetry: Telemetry) -> Outgoing:
-    """One raw message → a fingerprinted record or a dead letter, sent."""
+               config: FingerprintConfig, telemetry: Telemetry, record_limit: int) -> Outgoing:
+    """One raw message → a fingerprinted record (at most ``record_limit`` bytes) or a dead letter, sent."""
     try:
         if record.value is None:
             raise InvalidArticle(MALFORMED_JSON, "message has no value (a tombstone)")
@@ -116,9 +117,9 @@ def handle_raw(record: ConsumerRecord, producer: KafkaProducer, settings: Settin
         prepared = prepare_article(article, config, telemetry.stage)
         lineage = Lineage(record.topic, record.partition, record.offset, record.timestamp)
         value = encode_prepared(prepared, lineage)
-        limit = topic_max_bytes(settings)[settings.topic_fingerprinted]
-        if len(value) > limit:
-            raise InvalidArticle(TOO_LARGE, f"fingerprinted record is {len(value)} bytes, the topic takes {limit}")
+        if len(value) > record_limit:
+            raise InvalidArticle(TOO_LARGE,
+                                 f"fingerprinted record is {len(value)} bytes, the topic takes {record_limit}")
     except InvalidArticle as exc:
         log.warning("rejected", extra={"role": ROLE, "topic": record.topic, "partition": record.partition,
                                        "offset": record.offset, "reason": exc.reason})
