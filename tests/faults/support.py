@@ -11,7 +11,6 @@ import itertools
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -36,7 +35,9 @@ from tests.integration.conftest import (
     ROOT,
     Services,
     exported,
+    free_port,
     read_export,
+    read_topic,
     run_cli,
     settings_env,
     stories_of,
@@ -84,12 +85,6 @@ class FaultServices(Services):
 
 
 # -- small helpers -----------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def http_status(port: int, path: str, timeout: float = 2.0) -> int | None:
@@ -325,6 +320,30 @@ class Audit:
         return self.duplicates == 0 and self.lost == 0 and self.unexpected == 0 and self.event_problems == 0
 
 
+@dataclass(frozen=True)
+class RunEnd:
+    """How a fault run over a stream ended: what was stored, how the export differs from embedded mode
+    (0 everywhere: equal), and how each role exited on SIGTERM."""
+
+    expected: int
+    reached: int
+    audit: Audit
+    diff: dict[str, int]
+    exits: dict[str, tuple[int | None, float]]
+
+    @property
+    def equal(self) -> bool:
+        return not any(self.diff.values())
+
+    def assert_exact(self) -> None:
+        """Every article stored once, the export equal to embedded mode's, every role out cleanly in time."""
+        assert self.reached == self.expected, f"{self.reached} of {self.expected} stored"
+        assert self.audit.exact, self.audit
+        assert self.equal, self.diff
+        for name, (code, took) in self.exits.items():
+            assert code == 0 and took < GRACE_SECONDS, f"{name} exited {code} after {took:.1f}s"
+
+
 # -- the report -----------------------------------------------------------------------------------------
 
 
@@ -459,6 +478,15 @@ class Harness:
         problems = self.crashed()
         assert not problems, "a role died on its own:\n" + "\n".join(problems)
 
+    def finish(self, feeder: Feeder, lines: list[bytes], baseline: dict[str, dict], check_alive: bool = True) -> RunEnd:
+        """End a streamed run: wait for the feed and the stored articles, stop every role, audit, compare."""
+        feeder.done()
+        reached = self.wait_stored(len(lines))
+        if check_alive:
+            self.assert_alive()
+        exits = self.stop_all()
+        return RunEnd(len(lines), reached, self.audit(ids_of(lines)), compare_exports(self.export(), baseline), exits)
+
     def stop_all(self, timeout: float = GRACE_SECONDS) -> dict[str, tuple[int | None, float]]:
         """SIGTERM every running role (the supervisor stops first); their exit codes and times."""
         self.stop_supervising()
@@ -525,23 +553,7 @@ class Harness:
 
     def read_topic(self, topic: str, timeout: float = 60) -> list[Any]:
         """Every record of a topic, from the beginning to the end offsets of now."""
-        ends = self.end_offsets(topic)
-        consumer = KafkaConsumer(bootstrap_servers=self.settings.kafka_bootstrap_servers,
-                                 enable_auto_commit=False, max_partition_fetch_bytes=64 * 1024 * 1024,
-                                 fetch_max_bytes=64 * 1024 * 1024)
-        try:
-            partitions = [TopicPartition(topic, p) for p in ends]
-            consumer.assign(partitions)
-            consumer.seek_to_beginning(*partitions)
-            records: list[Any] = []
-            deadline = time.monotonic() + timeout
-            while any(consumer.position(tp) < ends[tp.partition] for tp in partitions):
-                assert time.monotonic() < deadline, f"could not read {topic} to its end"
-                for batch in consumer.poll(timeout_ms=500).values():
-                    records.extend(batch)
-            return records
-        finally:
-            consumer.close()
+        return read_topic(self.settings.kafka_bootstrap_servers, topic, timeout)
 
     # the database
 

@@ -13,9 +13,7 @@ import pytest
 
 from consumers.match_worker import MAX_BACKOFF_SECONDS
 from tests.faults.support import (
-    GRACE_SECONDS,
     Harness,
-    compare_exports,
     dev_lines,
     free_port,
     http_status,
@@ -61,13 +59,7 @@ def run_outage(harness: Harness, baseline: dict[str, dict], lines: list[bytes], 
     ready_again = poll_until(lambda: http_status(port, "/readyz") == 200, 90)
     ready_seconds = (now() - up_at).total_seconds()
 
-    feeder.done()
-    reached = harness.wait_stored(len(lines))
-    harness.assert_alive()
-    exits = harness.stop_all()
-
-    audit = harness.audit(ids_of(lines))
-    diff = compare_exports(harness.export(), baseline)
+    end_of_run = harness.finish(feeder, lines, baseline)
     first = harness.first_stored_after(up_at)
     recovery = (first - up_at).total_seconds() if first else None
 
@@ -86,7 +78,7 @@ def run_outage(harness: Harness, baseline: dict[str, dict], lines: list[bytes], 
     gaps = [(b - a).total_seconds() for a, b in pairs(retries)]
 
     harness.report(
-        f"PostgreSQL down {outage:.0f}s", 1, len(lines), audit, seconds(recovery), equal=not any(diff.values()),
+        f"PostgreSQL down {outage:.0f}s", 1, len(lines), end_of_run.audit, seconds(recovery), equal=end_of_run.equal,
         notes=f"/readyz 503 seen {statuses.count(503)}x, 200 again {ready_seconds:.1f}s after restart; "
               f"{len(retries)} backed-off retries (gaps {', '.join(f'{g:.1f}' for g in gaps)}s); "
               f"matcher process restarts {matcher.generation - 1}")
@@ -100,10 +92,7 @@ def run_outage(harness: Harness, baseline: dict[str, dict], lines: list[bytes], 
     assert not ahead, f"Kafka offset {committed_during} committed for {len(ahead)} unstored records: {ahead[:5]}"
     assert harness.stored_offset() == {0: end}
     assert harness.committed(settings.match_group).get(fp) == end
-    assert reached == len(lines) and audit.exact, audit
-    assert not any(diff.values()), diff
-    for name, (code, took) in exits.items():
-        assert code == 0 and took < GRACE_SECONDS, f"{name} exited {code} after {took:.1f}s"
+    end_of_run.assert_exact()
 
 
 def test_postgres_outage_short(harness: Harness, embedded_baseline: Callable[..., dict[str, dict]]) -> None:

@@ -13,11 +13,8 @@ from collections.abc import Callable
 import pytest
 
 from tests.faults.support import (
-    GRACE_SECONDS,
     Harness,
-    compare_exports,
     dev_lines,
-    ids_of,
     parse_ts,
     poll_until,
     replicated_dev_lines,
@@ -55,13 +52,7 @@ def run_failover(harness: Harness, baseline: dict[str, dict], lines: list[bytes]
         return [e for e in standby.events("index rebuilt") if parse_ts(e["ts"]) > killed_at]
 
     assert poll_until(lambda: bool(rebuilt()), 90), f"the standby did not take over:\n{standby.tail()}"
-    feeder.done()
-    reached = harness.wait_stored(len(lines))
-    harness.assert_alive()
-    exits = harness.stop_all()
-
-    audit = harness.audit(ids_of(lines))
-    diff = compare_exports(harness.export(), baseline)
+    end_of_run = harness.finish(feeder, lines, baseline)
     takeover = rebuilt()[0]
     assigned_after = (parse_ts(takeover["ts"]) - killed_at).total_seconds()
     first_stored = harness.first_stored_after(killed_at)
@@ -71,18 +62,15 @@ def run_failover(harness: Harness, baseline: dict[str, dict], lines: list[bytes]
     print(f"INDEX REBUILD {takeover['seconds']:.3f}s for {takeover['articles']} articles "
           f"(standby's index rebuilt {assigned_after:.2f}s after the kill)")
     harness.report(
-        "kill -9 active matcher (3 prepare, 2 match)", 1, len(lines), audit,
-        "-" if failover is None else f"{failover:.1f}s", equal=not any(diff.values()),
+        "kill -9 active matcher (3 prepare, 2 match)", 1, len(lines), end_of_run.audit,
+        "-" if failover is None else f"{failover:.1f}s", equal=end_of_run.equal,
         notes=f"failover (kill -> standby's 1st stored) {'-' if failover is None else f'{failover:.2f}s'}; "
               f"index rebuild {takeover['seconds']:.3f}s for {takeover['articles']} articles "
               f"(stored at kill: {stored_before})" + harness.wedge_note())
 
     assert failover is not None
     assert takeover["articles"] >= (stored_before or 0), "the standby's index misses stored articles"
-    assert reached == len(lines) and audit.exact, audit
-    assert not any(diff.values()), diff
-    for name, (code, took) in exits.items():
-        assert code == 0 and took < GRACE_SECONDS, f"{name} exited {code} after {took:.1f}s"
+    end_of_run.assert_exact()
 
 
 def test_failover_short(harness: Harness, embedded_baseline: Callable[..., dict[str, dict]]) -> None:

@@ -18,9 +18,7 @@ from kafka import KafkaProducer
 from sqlalchemy import create_engine, text
 
 from tests.faults.support import (
-    GRACE_SECONDS,
     Harness,
-    compare_exports,
     dev_lines,
     ids_of,
     now,
@@ -52,17 +50,11 @@ def run_broker_restarts(harness: Harness, baseline: dict[str, dict], lines: list
         assert poll_until(lambda at=up_at: harness.first_stored_after(at) is not None or not feeder.is_alive(), 120)
         first = harness.first_stored_after(up_at)
         recoveries.append((first - up_at).total_seconds() if first else None)
-    feeder.done()
-    reached = harness.wait_stored(len(lines))
-    harness.stop_supervising()
-    exits = harness.stop_all()
-
-    audit = harness.audit(ids_of(lines))
-    diff = compare_exports(harness.export(), baseline)
+    end_of_run = harness.finish(feeder, lines, baseline, check_alive=False)  # supervised: restarts are counted
     known = [r for r in recoveries if r is not None]
     harness.report(
-        "Kafka broker restart (supervised)", restarts, len(lines), audit, seconds(max(known) if known else None),
-        equal=not any(diff.values()),
+        "Kafka broker restart (supervised)", restarts, len(lines), end_of_run.audit,
+        seconds(max(known) if known else None), equal=end_of_run.equal,
         notes="broker down " + ", ".join(f"{d:.1f}s" for d in downtimes) + f"; feeder sent {feeder.sent}; "
               + (f"roles that DIED and were restarted: {len(harness.restarts)} ("
                  + "; ".join(r.split(":")[0] for r in harness.restarts) + ")" if harness.restarts
@@ -70,10 +62,7 @@ def run_broker_restarts(harness: Harness, baseline: dict[str, dict], lines: list
     for restart in harness.restarts:
         print("ROLE DIED DURING A BROKER RESTART:", restart)
 
-    assert reached == len(lines) and audit.exact, audit
-    assert not any(diff.values()), diff
-    for name, (code, took) in exits.items():
-        assert code == 0 and took < GRACE_SECONDS, f"{name} exited {code} after {took:.1f}s"
+    end_of_run.assert_exact()
     assert not harness.restarts, "roles died during the broker restart:\n" + "\n".join(harness.restarts)
 
 

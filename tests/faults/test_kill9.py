@@ -15,11 +15,8 @@ from collections.abc import Callable
 import pytest
 
 from tests.faults.support import (
-    GRACE_SECONDS,
     Harness,
-    compare_exports,
     dev_lines,
-    ids_of,
     poll_until,
     replicated_dev_lines,
 )
@@ -64,13 +61,7 @@ def run_kill_scenario(harness: Harness, baseline: dict[str, dict], lines: list[b
         injected.append((killed_at, partitions))
         time.sleep(rng.uniform(0.2, 2.0))
         target.start()
-    feeder.done()
-    reached = harness.wait_stored(len(lines))
-    harness.assert_alive()
-    exits = harness.stop_all()
-
-    audit = harness.audit(ids_of(lines))
-    diff = compare_exports(harness.export(), baseline)
+    end_of_run = harness.finish(feeder, lines, baseline)
     recoveries = []
     for killed_at, partitions in injected:
         # prepare: the dead worker's partitions flow again (records sent after the kill are stored);
@@ -79,16 +70,12 @@ def run_kill_scenario(harness: Harness, baseline: dict[str, dict], lines: list[b
         recoveries.append((first - killed_at).total_seconds() if first else None)
     known = [r for r in recoveries if r is not None]
     harness.report(
-        f"kill -9 {victim} (seed {seed})", len(injected), len(lines), audit,
-        f"max {max(known):.1f}s" if known else "-", equal=not any(diff.values()),
+        f"kill -9 {victim} (seed {seed})", len(injected), len(lines), end_of_run.audit,
+        f"max {max(known):.1f}s" if known else "-", equal=end_of_run.equal,
         notes="per kill: " + ", ".join("-" if r is None else f"{r:.1f}s" for r in recoveries)
               + f"; prepare workers {prepares}" + harness.wedge_note())
 
-    assert reached == len(lines), f"{reached} of {len(lines)} stored"
-    assert audit.exact, audit
-    assert not any(diff.values()), diff
-    for name, (code, took) in exits.items():
-        assert code == 0 and took < GRACE_SECONDS, f"{name} exited {code} after {took:.1f}s"
+    end_of_run.assert_exact()
 
 
 @pytest.mark.parametrize(("victim", "seed", "prepares"), [("prepare", 1, 2), ("match", 2, 1)])

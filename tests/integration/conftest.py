@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import socket
 import subprocess
 import sys
 import time
@@ -18,8 +19,10 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
+from kafka import KafkaConsumer, TopicPartition
 from sqlalchemy import create_engine, text
 
 from consumers.settings import Settings, load_settings
@@ -143,3 +146,39 @@ def wait_all(processes: list[subprocess.Popen[str]], timeout: float) -> None:
             _, stderr = process.communicate()
             raise AssertionError(f"{process.args} did not finish in {timeout} s:\n{stderr[-3000:]}") from None
         assert process.returncode == 0, f"{process.args} exited {process.returncode}:\n{stderr[-3000:]}"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def alive(pid: int) -> bool:
+    """True while the process runs (a zombie, left unreaped where PID 1 does not reap, is gone)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, IndexError):
+        return False
+    return state not in {"Z", "X"}
+
+
+def read_topic(bootstrap: str, topic: str, timeout: float = 20) -> list[Any]:
+    """Every message of a topic, read up to its end offsets (no consumer group)."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,  # big: 20 MB dead letters
+                             max_partition_fetch_bytes=64 * 1024 * 1024, fetch_max_bytes=64 * 1024 * 1024)
+    try:
+        partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        assert partitions, f"topic {topic} does not exist"
+        consumer.assign(partitions)
+        consumer.seek_to_beginning(*partitions)
+        ends = consumer.end_offsets(partitions)
+        messages: list[Any] = []
+        deadline = time.monotonic() + timeout
+        while sum(ends.values()) > len(messages):
+            assert time.monotonic() < deadline, f"read {len(messages)} of {sum(ends.values())} messages of {topic}"
+            for records in consumer.poll(timeout_ms=500).values():
+                messages.extend(records)
+        return messages
+    finally:
+        consumer.close()

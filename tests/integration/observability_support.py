@@ -10,7 +10,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import threading
 import time
@@ -23,31 +22,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from kafka import KafkaConsumer, TopicPartition
-
 from consumers.kafka_io import REASON_HEADER
-from tests.integration.conftest import ROOT, start_cli
+from tests.integration.conftest import ROOT, alive, free_port, start_cli
 
 ALERTS = ROOT / "deploy" / "prometheus" / "alerts.yml"
 DEPLOY_SCRAPE_CONFIG = ROOT / "deploy" / "prometheus" / "prometheus.yml"
 DASHBOARD = ROOT / "deploy" / "grafana" / "dashboards" / "newsdedup.json"
 
 T = TypeVar("T")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def alive(pid: int) -> bool:
-    """True while the process runs (a zombie, left unreaped where PID 1 does not reap, is gone)."""
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (FileNotFoundError, IndexError):
-        return False
-    return state not in {"Z", "X"}
 
 
 def http_get(url: str, timeout: float = 5) -> tuple[int, bytes]:
@@ -237,26 +219,6 @@ def start_role(name: str, env: dict[str, str], port: int) -> Role:
 
 
 # -- Kafka --------------------------------------------------------------------------------------------
-
-
-def read_topic(bootstrap: str, topic: str, timeout: float = 20) -> list[Any]:
-    """Every message of a topic, read up to its end offsets (no consumer group)."""
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    try:
-        partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
-        assert partitions, f"topic {topic} does not exist"
-        consumer.assign(partitions)
-        consumer.seek_to_beginning(*partitions)
-        ends = consumer.end_offsets(partitions)
-        messages: list[Any] = []
-        deadline = time.monotonic() + timeout
-        while sum(ends.values()) > len(messages):
-            assert time.monotonic() < deadline, f"read {len(messages)} of {sum(ends.values())} messages of {topic}"
-            for records in consumer.poll(timeout_ms=500).values():
-                messages.extend(records)
-        return messages
-    finally:
-        consumer.close()
 
 
 def reasons_of(messages: list[Any]) -> collections.Counter[str]:

@@ -23,7 +23,7 @@ from sqlalchemy import create_engine, text
 
 from consumers.metrics import REASONS
 from consumers.settings import Settings
-from tests.integration.conftest import DEV_ARTICLES, ROOT, run_cli, settings_env
+from tests.integration.conftest import DEV_ARTICLES, ROOT, free_port, read_topic, run_cli, settings_env
 from tests.integration.observability_support import (
     ALERTS,
     DEPLOY_SCRAPE_CONFIG,
@@ -31,10 +31,8 @@ from tests.integration.observability_support import (
     Role,
     dashboard_queries,
     eventually,
-    free_port,
     grafana_to_promql,
     http_get,
-    read_topic,
     reasons_of,
     running_prometheus,
     scrape_config,

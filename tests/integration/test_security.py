@@ -32,8 +32,8 @@ from sqlalchemy.engine import make_url
 
 from consumers.settings import Settings, env_name
 from consumers.storage.models import Base
-from tests.integration.conftest import ROOT, Services, run_cli, settings_env, start_cli
-from tests.integration.observability_support import free_port, http_get
+from tests.integration.conftest import ROOT, Services, free_port, run_cli, settings_env, start_cli
+from tests.integration.observability_support import http_get
 
 pytestmark = pytest.mark.integration
 

@@ -18,7 +18,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import time
 import urllib.request
@@ -28,6 +27,7 @@ from typing import Any
 import pytest
 
 from consumers.metrics import OUTCOMES, REASONS, Metrics
+from tests.integration.conftest import alive, free_port
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
@@ -114,21 +114,6 @@ def compose() -> list[str]:
     plugin = Path(os.environ.get("DOCKER_CONFIG") or Path.home() / ".docker") / "cli-plugins" / "docker-compose"
     assert plugin.is_file(), f"scripts/compose.sh install left no {plugin}"
     return [str(plugin)]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def alive(pid: int) -> bool:
-    """True while the process runs (a zombie, left unreaped where PID 1 does not reap, is gone)."""
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (FileNotFoundError, IndexError):
-        return False
-    return state not in {"Z", "X"}
 
 
 def get_json(url: str) -> Any:
