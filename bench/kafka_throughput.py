@@ -10,7 +10,9 @@ neither disturb it nor are disturbed.
 Also prints the CPU seconds per article of each process: the ingest producer, each role, the
 Kafka JVM (during ingest and during the pipeline: other users of the same broker count too) and
 PostgreSQL (the backends on the `newsdedup` database plus the server's shared auxiliary
-processes). ``--py-spy DIR`` also samples the roles with py-spy (if installed; not a dependency)
+processes). Start-up CPU (imports, connections; measured by probes that start and stop on empty
+input) is left out of each process's figure and printed apart. Also prints each role's peak RSS.
+``--py-spy DIR`` also samples the roles with py-spy (if installed; not a dependency)
 and prints each role's busiest functions. ``--tree PATH`` runs the ingest and the roles from
 another checkout (e.g. a `git worktree` of the previous commit), ``--env NEWSDEDUP_X=V`` sets a
 setting for them: both for side-by-side comparisons of code or settings.
@@ -29,6 +31,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -67,6 +70,27 @@ def startup_cpu(cli: list[str], env: dict[str, str], cwd: Path) -> dict[str, flo
         probe.returncode = os.waitstatus_to_exitcode(status)
         spent[name] = usage.ru_utime + usage.ru_stime
     return spent
+
+
+def ingest_startup_cpu(cli: list[str], env: dict[str, str], cwd: Path) -> float:
+    """CPU seconds ``newsdedup ingest`` spends on an empty file: start, connect, flush, stop."""
+    with tempfile.NamedTemporaryFile(suffix=".jsonl") as empty:
+        probe = subprocess.Popen([*cli, "ingest", empty.name, "--no-progress"], env=env,
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=cwd)
+        _, _, usage = os.wait4(probe.pid, 0)
+    return usage.ru_utime + usage.ru_stime
+
+
+def peak_rss_mb(pid: int) -> float:
+    """The most memory a live process has held (VmHWM of /proc/<pid>/status), in MB; 0 if it is gone."""
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
 
 
 def summarise_py_spy(path: Path, top: int = 25) -> list[str]:
@@ -131,6 +155,7 @@ def run(args: argparse.Namespace, services: dict[str, str], app: str, tag: str, 
 
     startup = startup_cpu(cli, {**env, "NEWSDEDUP_PREPARE_GROUP": f"b{tag}-probe-prepare",
                                 "NEWSDEDUP_MATCH_GROUP": f"b{tag}-probe-match"}, cwd)
+    ingest_startup = ingest_startup_cpu(cli, env, cwd)
     ingest_meter = CpuMeter()
     ingest_meter.start()
     children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -141,7 +166,7 @@ def run(args: argparse.Namespace, services: dict[str, str], app: str, tag: str, 
     children_after = resource.getrusage(resource.RUSAGE_CHILDREN)
     ingest_cpu = ingest_meter.stop()
     ingest_cpu["ingest"] = (children_after.ru_utime + children_after.ru_stime
-                            - children_before.ru_utime - children_before.ru_stime)
+                            - children_before.ru_utime - children_before.ru_stime - ingest_startup)
 
     engine = create_engine(app)
     meter = CpuMeter()
@@ -170,6 +195,7 @@ def run(args: argparse.Namespace, services: dict[str, str], app: str, tag: str, 
     finally:
         done = time.perf_counter()
         cpu = meter.stop()
+        peak_rss = {f"{name}{i}": round(peak_rss_mb(role.pid)) for i, (name, role) in enumerate(roles)}
         for _, _, spying in spies:
             spying.send_signal(2)  # SIGINT: py-spy writes its samples and exits
         for _, _, spying in spies:
@@ -192,8 +218,11 @@ def run(args: argparse.Namespace, services: dict[str, str], app: str, tag: str, 
         cpu[name] -= startup[name] * (args.prepare_workers if name == "prepare" else 1)
     per_article.update({name: seconds / stored for name, seconds in cpu.items()})
     pipeline_cpu = sum(seconds for name, seconds in cpu.items())
+    startup["ingest"] = ingest_startup
     print("start-up CPU seconds per process (left out below): "
           + ", ".join(f"{name} {seconds:.2f}" for name, seconds in startup.items()))
+    print("peak RSS per role (VmHWM; match grows with its index, bench/matcher.py gives bytes per article): "
+          + ", ".join(f"{name} {mb:,} MB" for name, mb in peak_rss.items()))
     print(f"CPU ms per article ({os.cpu_count()} cores; pipeline total {1000 * pipeline_cpu / stored:.2f} ms, "
           f"i.e. at most {stored / pipeline_cpu * (os.cpu_count() or 1):.0f} articles/s if it had the cores alone): "
           + ", ".join(f"{name} {1000 * value:.3f}" for name, value in per_article.items()))
@@ -206,7 +235,8 @@ def run(args: argparse.Namespace, services: dict[str, str], app: str, tag: str, 
                       "e2e_steady_articles_per_s": round(steady),
                       "settings": dict(item.split("=", 1) for item in args.env),
                       "cpu_ms_per_article": {name: round(1000 * value, 3) for name, value in per_article.items()},
-                      "startup_cpu_seconds": {name: round(value, 2) for name, value in startup.items()}}))
+                      "startup_cpu_seconds": {name: round(value, 2) for name, value in startup.items()},
+                      "peak_rss_mb": peak_rss}))
     return 0
 
 
