@@ -3,6 +3,11 @@
 Word n-gram shingles for scripts that separate words with spaces; character n-grams for
 scripts that do not (Chinese, Japanese, Thai, Lao, Khmer, Burmese), where "words" would be
 whole sentences.
+
+A shingle's 32-bit hash is built from the 64-bit hashes of its units, never from its own bytes:
+each word is hashed once (xxh3_64), each character is its code point mixed by MurmurHash3's
+finaliser, and numpy combines every n consecutive unit hashes at once (see ``_combine``). Joining
+and hashing every n-gram cost twice as much: each word is in n shingles.
 """
 
 from __future__ import annotations
@@ -10,7 +15,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import AnyStr
 
@@ -19,6 +24,9 @@ import xxhash
 from datasketch import MinHash
 
 SCHEME = "affine32"  # datasketch 2.x scheme; signatures from different schemes never compare
+# How shingles are hashed, in the identity: "unitmix1" is unit hashes combined by _combine ("xxh32" was
+# xxhash32 of each joined n-gram); hashes from different schemes never compare.
+SHINGLE_HASH = "unitmix1"
 _WORD = re.compile(r"\w+", re.UNICODE)
 # Word tokens are cut from UTF-8 bytes, several times faster than _WORD.findall and with no
 # encode per shingle afterwards: non-ASCII characters that are not word characters ("£", "€")
@@ -29,6 +37,7 @@ _NON_ASCII_NON_WORD = re.compile(r"[^\x00-\x7f\w]")
 _ASCII_NON_WORD_TO_SPACE = bytes(
     byte if byte >= 0x80 or chr(byte).isalnum() or byte == ord("_") else ord(" ") for byte in range(256)
 )
+_ASCII_BYTES = bytes(range(0x80))
 _NO_SPACE_SCRIPTS = re.compile(
     r"[\u0e00-\u0eff\u1000-\u109f\u1780-\u17ff\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]"
 )
@@ -52,7 +61,7 @@ class FingerprintConfig:
     @property
     def identity(self) -> str:
         """A short string stored with every signature (datatrove's MinhashConfig.__str__ idea)."""
-        return (f"mh1-{SCHEME}-xxh32-p{self.num_perm}-s{self.seed}"
+        return (f"mh1-{SCHEME}-{SHINGLE_HASH}-p{self.num_perm}-s{self.seed}"
                 f"-w{self.word_shingle_size}-c{self.char_shingle_size}")
 
 
@@ -82,16 +91,24 @@ def shingles(normalised: str, config: FingerprintConfig) -> set[bytes]:
 
 def _grams(normalised: str, config: FingerprintConfig) -> Iterator[bytes]:
     """Every shingle of the text in order, repeats included (callers deduplicate)."""
-    if not normalised.isascii() and _uses_characters(normalised):
+    if _uses_characters(normalised):
         return map(str.encode, _ngrams(list("".join(normalised.split())), config.char_shingle_size, ""))
     return _ngrams(_word_tokens(normalised), config.word_shingle_size, b" ")
 
 
 def _word_tokens(text: str) -> list[bytes]:
     """``tokenise(text)`` as UTF-8 bytes (see _NON_ASCII_NON_WORD for how)."""
+    data = text.encode("utf-8")
     if not text.isascii():
-        text = _NON_ASCII_NON_WORD.sub(" ", text)
-    return text.encode("utf-8").translate(_ASCII_NON_WORD_TO_SPACE).split()
+        # Only non-ASCII characters can be non-word characters the table misses. Deleting the
+        # ASCII bytes leaves them alone (whole UTF-8 sequences), a few dozen to check instead of
+        # running the regex over the whole text.
+        others = _NON_ASCII_NON_WORD.findall(data.translate(None, _ASCII_BYTES).decode("utf-8"))
+        if others:
+            for char in set(others):
+                text = text.replace(char, " ")
+            data = text.encode("utf-8")
+    return data.translate(_ASCII_NON_WORD_TO_SPACE).split()
 
 
 def _ngrams(tokens: list[AnyStr], n: int, separator: AnyStr) -> Iterator[AnyStr]:
@@ -102,15 +119,24 @@ def _ngrams(tokens: list[AnyStr], n: int, separator: AnyStr) -> Iterator[AnyStr]
 
 
 def fingerprint(normalised: str, config: FingerprintConfig) -> Fingerprint:
-    hashes = shingle_hashes(_grams(normalised, config))
+    hashes = shingle_hashes(normalised, config)
     return Fingerprint(content_hash(normalised), minhash_signature(hashes, config), hashes)
 
 
-def shingle_hashes(grams: Iterable[bytes]) -> np.ndarray:
-    """xxhash32 of each shingle, sorted and unique (two shingles rarely share a hash: 1 in 4e9 per pair)."""
-    # Digests as 4 big-endian bytes each, joined and read by numpy in one go: a little faster than
-    # an int per shingle through np.fromiter.
-    hashes = np.sort(np.frombuffer(b"".join(map(xxhash.xxh32_digest, grams)), dtype=">u4").astype(np.uint32))
+def shingle_hashes(normalised: str, config: FingerprintConfig) -> np.ndarray:
+    """The 32-bit hashes of the text's shingles, sorted and unique.
+
+    Two distinct shingles share a hash about once in 4e9 pairs, as with any good 32-bit hash;
+    ``plain_shingle_hashes`` computes the same values one shingle at a time.
+    """
+    if _uses_characters(normalised):
+        units = _char_hashes("".join(normalised.split()))
+        n = config.char_shingle_size
+    else:
+        units = _word_hashes(_word_tokens(normalised))
+        n = config.word_shingle_size
+    hashes = _combine(units, n)
+    hashes.sort()
     # Unique by comparing neighbours: np.unique (numpy 2) builds a hash table first, and costs 5x more here.
     distinct = np.empty(len(hashes), dtype=bool)
     distinct[:1] = True
@@ -118,8 +144,83 @@ def shingle_hashes(grams: Iterable[bytes]) -> np.ndarray:
     return hashes[distinct]
 
 
+# _combine's constants (xxhash64's primes). The multiplier is odd (invertible mod 2**64), so two
+# shingles that differ in one unit never share a combined value; it is 3 mod 4, so "a b" and "b a"
+# share one only when a and b agree on 63 bits (multiplier - 1 has a single factor 2). The start value
+# keeps a shingle of fewer units than n (a text shorter than one shingle) apart from the tail of a
+# longer one.
+_COMBINE_MULTIPLIER = 0xC2B2AE3D27D4EB4F
+_COMBINE_START = 0x165667B19E3779F9
+_MASK64 = 2**64 - 1
+
+
+def _combine(units: np.ndarray, n: int) -> np.ndarray:
+    """Hash each run of n consecutive unit hashes (all of them when fewer) to 32 bits: a new array.
+
+    Per run, ``h = start; for u in run: h = h * multiplier + u (mod 2**64)``, then MurmurHash3's
+    64-bit finaliser, whose low 32 bits are the shingle's hash. The polynomial keeps order ("a b c
+    d" is not "d c b a"); it runs on 64 bits because a sum that runs on 32 bits lets every collision
+    of two word pairs ("a b", "x y") become one of each shingle they begin or end alike ("a b c d",
+    "x y c d"), about twice the collisions of an ideal hash. Vectorised over the runs: n
+    multiply-adds of shifted slices, whatever the number of shingles.
+    """
+    width = min(n, len(units))
+    if not width:
+        return np.empty(0, dtype=np.uint32)
+    count = len(units) - width + 1
+    combined = units[:count] + np.uint64(_COMBINE_START * _COMBINE_MULTIPLIER & _MASK64)
+    for offset in range(1, width):
+        combined *= np.uint64(_COMBINE_MULTIPLIER)
+        combined += units[offset:offset + count]
+    return _fmix64_in_place(combined).astype(np.uint32)
+
+
+def _word_hashes(tokens: list[bytes]) -> np.ndarray:
+    """Each word's unit hash: xxh3_64 of its UTF-8 bytes (64 bits: two words sharing one is 1 in 2**64)."""
+    return np.fromiter(map(xxhash.xxh3_64_intdigest, tokens), dtype=np.uint64, count=len(tokens))
+
+
+def _char_hashes(chars: str) -> np.ndarray:
+    """Each character's unit hash: its code point through MurmurHash3's 64-bit finaliser (one-to-one)."""
+    return _fmix64_in_place(np.frombuffer(chars.encode("utf-32-le"), dtype="<u4").astype(np.uint64))
+
+
+def _fmix64_in_place(values: np.ndarray) -> np.ndarray:
+    """MurmurHash3's 64-bit finaliser on a uint64 array, in place (a bijection: no two values meet)."""
+    values ^= values >> np.uint64(33)
+    values *= np.uint64(0xFF51AFD7ED558CCD)
+    values ^= values >> np.uint64(33)
+    values *= np.uint64(0xC4CEB9FE1A85EC53)
+    values ^= values >> np.uint64(33)
+    return values
+
+
+def plain_shingle_hashes(normalised: str, config: FingerprintConfig) -> set[int]:
+    """``shingle_hashes`` one shingle at a time in plain Python: its definition, slow, for tests."""
+    characters = _uses_characters(normalised)
+    found = set()
+    for gram in _grams(normalised, config):
+        if characters:
+            units = [_fmix64_int(ord(char)) for char in gram.decode("utf-8")]
+        else:
+            units = [xxhash.xxh3_64_intdigest(token) for token in gram.split(b" ")]
+        combined = _COMBINE_START
+        for unit in units:
+            combined = (combined * _COMBINE_MULTIPLIER + unit) & _MASK64
+        found.add(_fmix64_int(combined) & 0xFFFFFFFF)
+    return found
+
+
+def _fmix64_int(value: int) -> int:
+    value ^= value >> 33
+    value = value * 0xFF51AFD7ED558CCD & _MASK64
+    value ^= value >> 33
+    value = value * 0xC4CEB9FE1A85EC53 & _MASK64
+    return value ^ value >> 33
+
+
 def minhash_signature(hashes: np.ndarray, config: FingerprintConfig) -> np.ndarray:
-    """datasketch's affine32 MinHash of the shingles' xxhash32 values, computed on the array itself.
+    """datasketch's affine32 MinHash of the shingle hashes, computed on the array itself.
 
     The same values as ``MinHash(num_perm, seed, scheme="affine32").update_batch(hashes)`` (a unit
     test holds it to that), without the MinHash object, ``tolist()`` and an ``int()`` per shingle:
@@ -129,7 +230,7 @@ def minhash_signature(hashes: np.ndarray, config: FingerprintConfig) -> np.ndarr
     a, b = _permutations(config)
     if not len(hashes):
         return np.full(config.num_perm, _MAX_HASH, dtype=np.uint32)
-    permuted = np.multiply.outer(a, _fmix32(hashes))  # num_perm rows: each row's minimum is one value
+    permuted = np.multiply.outer(a, _fmix32_in_place(hashes.astype(np.uint32)))  # each row's minimum is one value
     permuted += b[:, np.newaxis]
     return permuted.min(axis=1)
 
@@ -137,15 +238,14 @@ def minhash_signature(hashes: np.ndarray, config: FingerprintConfig) -> np.ndarr
 _MAX_HASH = np.iinfo(np.uint32).max
 
 
-def _fmix32(hashes: np.ndarray) -> np.ndarray:
-    """MurmurHash3's 32-bit finaliser (datasketch.minhash._fmix for width 32), on a copy."""
-    mixed = hashes.astype(np.uint32)
-    mixed ^= mixed >> np.uint32(16)
-    mixed *= np.uint32(0x85EBCA6B)
-    mixed ^= mixed >> np.uint32(13)
-    mixed *= np.uint32(0xC2B2AE35)
-    mixed ^= mixed >> np.uint32(16)
-    return mixed
+def _fmix32_in_place(hashes: np.ndarray) -> np.ndarray:
+    """MurmurHash3's 32-bit finaliser (datasketch.minhash._fmix for width 32) on a uint32 array, in place."""
+    hashes ^= hashes >> np.uint32(16)
+    hashes *= np.uint32(0x85EBCA6B)
+    hashes ^= hashes >> np.uint32(13)
+    hashes *= np.uint32(0xC2B2AE35)
+    hashes ^= hashes >> np.uint32(16)
+    return hashes
 
 
 @functools.lru_cache(maxsize=8)
@@ -168,6 +268,8 @@ def array_from_bytes(data: bytes) -> np.ndarray:
 
 def _uses_characters(text: str) -> bool:
     """Character shingles when a fair share of the letters come from a script without spaces."""
+    if text.isascii():
+        return False
     sample = text[:2000]
     hits = len(_NO_SPACE_SCRIPTS.findall(sample))
     return hits > 0 and hits * 3 >= sum(1 for ch in sample if ch.isalpha())

@@ -6,6 +6,7 @@ import random
 
 import numpy as np
 import pytest
+import xxhash
 
 from consumers.stages.fingerprint import (
     FingerprintConfig,
@@ -13,6 +14,8 @@ from consumers.stages.fingerprint import (
     array_to_bytes,
     content_hash,
     fingerprint,
+    plain_shingle_hashes,
+    shingle_hashes,
     shingles,
 )
 from consumers.stages.match import compare
@@ -122,7 +125,7 @@ def test_config_rejects_empty_shingles() -> None:
 
 def test_identity_names_every_parameter() -> None:
     identity = FingerprintConfig(num_perm=256, seed=7, word_shingle_size=5, char_shingle_size=3).identity
-    assert identity == "mh1-affine32-xxh32-p256-s7-w5-c3"
+    assert identity == "mh1-affine32-unitmix1-p256-s7-w5-c3"
     assert FingerprintConfig().identity != FingerprintConfig(seed=2).identity
 
 
@@ -160,3 +163,83 @@ def test_shingle_hashes_are_sorted_and_unique() -> None:
     hashes = fingerprint(text_of(FERRY), CONFIG).shingle_hashes
     assert hashes.dtype == np.uint32
     assert np.all(np.diff(hashes.astype(np.int64)) > 0)
+
+
+def _fmix64(value: int) -> int:
+    value ^= value >> 33
+    value = value * 0xFF51AFD7ED558CCD % 2**64
+    value ^= value >> 33
+    value = value * 0xC4CEB9FE1A85EC53 % 2**64
+    return value ^ value >> 33
+
+
+def test_a_word_shingle_hash_is_its_word_hashes_combined() -> None:
+    """Written out with the constants, so that an edit to them cannot change stored hashes unnoticed."""
+    combined = 0x165667B19E3779F9
+    for word in (b"the", b"ferry", b"sailed"):
+        combined = (combined * 0xC2B2AE3D27D4EB4F + xxhash.xxh3_64_intdigest(word)) % 2**64
+    assert shingle_hashes("the ferry sailed", CONFIG).tolist() == [_fmix64(combined) % 2**32]
+    assert shingle_hashes("the ferry sailed", CONFIG).tolist() == [245945107]
+
+
+def test_a_character_shingle_hash_is_its_mixed_code_points_combined() -> None:
+    combined = 0x165667B19E3779F9
+    for char in "渡轮公司":
+        combined = (combined * 0xC2B2AE3D27D4EB4F + _fmix64(ord(char))) % 2**64
+    assert shingle_hashes("渡轮公司", FingerprintConfig(char_shingle_size=4)).tolist() == [_fmix64(combined) % 2**32]
+
+
+@pytest.mark.parametrize("text", [
+    text_of(FERRY), "ferry", "ferry sailed", "the ferry sailed at dawn", "",
+    normalise_text("渡轮公司星期二暂停了所有航班，因为检查人员在船体上发现了裂缝。"), "渡轮公",
+    normalise_text("Zürich café £5 ½ ﬁnance naïve déjà-vu"),
+], ids=["story", "one word", "two words", "five words", "empty", "chinese", "three characters", "accents"])
+@pytest.mark.parametrize("size", [1, 3, 4])
+def test_shingle_hashes_equal_their_plain_definition(text: str, size: int) -> None:
+    config = FingerprintConfig(word_shingle_size=size, char_shingle_size=size)
+    hashes = shingle_hashes(text, config)
+    assert hashes.dtype == np.uint32
+    assert hashes.tolist() == sorted(plain_shingle_hashes(text, config))
+    assert len(hashes) == len(shingles(text, config))  # no two shingles of these texts share a hash
+
+
+def test_word_order_changes_the_shingle_hash() -> None:
+    config = FingerprintConfig(word_shingle_size=4)
+    orders = ["a b c d", "d c b a", "b a c d", "a b d c", "a a b b", "b b a a", "a b a b", "b a b a"]
+    assert len({shingle_hashes(text, config)[0] for text in orders}) == len(orders)
+
+
+def test_a_short_text_shingle_differs_from_the_tail_of_a_longer_one() -> None:
+    config = FingerprintConfig(word_shingle_size=4)
+    assert shingle_hashes("ferry sailed dawn", config)[0] not in set(shingle_hashes("the ferry sailed dawn", config))
+    assert shingle_hashes("ferry", config)[0] != shingle_hashes("ferry ferry", config)[0]
+
+
+def _expected_collisions(count: int) -> float:
+    """Pairs of distinct shingles sharing a hash, for an ideal 32-bit hash (birthday bound)."""
+    return count * (count - 1) / 2 / 2**32
+
+
+@pytest.mark.parametrize("kind", ["words", "characters"])
+def test_distinct_shingles_share_a_hash_no_more_often_than_an_ideal_hash(kind: str) -> None:
+    """300,000 distinct shingles: an ideal hash gives about 10 collisions (Poisson), well under 30."""
+    rng = random.Random(5)
+    if kind == "words":
+        vocabulary = [f"w{i}" for i in range(3000)] + ["the", "a", "of"] * 500  # Zipf-like: a few frequent words
+        text = " ".join(rng.choice(vocabulary) for _ in range(310_000))
+    else:
+        text = "".join(chr(0x4E00 + rng.randrange(3000)) for _ in range(310_000))
+    config = FingerprintConfig(word_shingle_size=4, char_shingle_size=4)
+    distinct = len(shingles(text, config))
+    assert distinct > 300_000
+    collisions = distinct - len(shingle_hashes(text, config))
+    assert collisions <= 3 * _expected_collisions(distinct)
+
+
+def test_reversed_shingles_do_not_share_hashes() -> None:
+    rng = random.Random(6)
+    words = [f"w{rng.randrange(10**9)}" for _ in range(50_000)]
+    config = FingerprintConfig(word_shingle_size=4)
+    forward = shingle_hashes(" ".join(words), config)
+    backward = shingle_hashes(" ".join(reversed(words)), config)
+    assert len(np.intersect1d(forward, backward)) <= 3 * len(forward) ** 2 / 2**32 + 2

@@ -1,8 +1,9 @@
-"""The fingerprint stage's fast paths give what the plain library calls they replace give.
+"""The fingerprint stage's fast paths give what the plain definitions they replace give.
 
-The stage computes datasketch's MinHash with numpy on the hash array and cuts word tokens from
-UTF-8 bytes; these tests hold both to the reference (datasketch ``update_batch``, ``_WORD.findall``),
-so that a datasketch upgrade or an edited table cannot change stored signatures unnoticed.
+The stage computes datasketch's MinHash with numpy on the hash array, cuts word tokens from
+UTF-8 bytes and combines unit hashes into shingle hashes with numpy; these tests hold each to its
+reference (datasketch ``update_batch``, ``_WORD.findall``, ``plain_shingle_hashes``), so that a
+datasketch upgrade or an edited table cannot change stored signatures unnoticed.
 """
 
 from __future__ import annotations
@@ -11,13 +12,19 @@ import re
 
 import numpy as np
 import pytest
-import xxhash
 from datasketch import MinHash
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from consumers.stages import fingerprint as fp
-from consumers.stages.fingerprint import FingerprintConfig, fingerprint, minhash_signature, shingle_hashes, tokenise
+from consumers.stages.fingerprint import (
+    FingerprintConfig,
+    fingerprint,
+    minhash_signature,
+    plain_shingle_hashes,
+    shingle_hashes,
+    tokenise,
+)
 
 
 @pytest.mark.parametrize("config", [FingerprintConfig(), FingerprintConfig(num_perm=64, seed=7),
@@ -46,10 +53,14 @@ def test_minhash_signature_leaves_its_input_alone() -> None:
     assert hashes.tolist() == [5, 9, 1000]
 
 
-@given(st.lists(st.binary(max_size=12), max_size=60))
-def test_shingle_hashes_equal_np_unique(grams: list[bytes]) -> None:
-    expected = np.unique(np.array([xxhash.xxh32_intdigest(g) for g in grams], dtype=np.uint32))
-    assert np.array_equal(shingle_hashes(iter(grams)), expected)
+@given(st.lists(st.sampled_from(["ferry", "sailed", "at", "dawn", "the", "crack", "hull", "é"]), max_size=40),
+       st.integers(min_value=1, max_value=6))
+def test_shingle_hashes_are_the_plain_definition_sorted(words: list[str], n: int) -> None:
+    """Repeated words and n-grams (the unique step), texts shorter than a shingle, every size."""
+    text = " ".join(words)
+    config = FingerprintConfig(word_shingle_size=n)
+    expected = np.array(sorted(plain_shingle_hashes(text, config)), dtype=np.uint32)
+    assert np.array_equal(shingle_hashes(text, config), expected)
 
 
 def test_the_token_table_keeps_exactly_the_ascii_word_characters() -> None:
@@ -87,5 +98,5 @@ def test_fingerprint_shingles_are_the_plain_n_grams(text: str, n: int) -> None:
         plain = {" ".join(words[i:i + n]).encode() for i in range(max(1, len(words) - n + 1))} - {b""}
         assert grams == plain
     result = fingerprint(text, config)
-    assert np.array_equal(result.shingle_hashes, np.unique(np.array(
-        [xxhash.xxh32_intdigest(g) for g in grams], dtype=np.uint32)))
+    assert np.array_equal(result.shingle_hashes, np.array(sorted(plain_shingle_hashes(text, config)), dtype=np.uint32))
+    assert result.num_shingles <= len(grams)
