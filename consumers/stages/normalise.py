@@ -15,7 +15,6 @@ from __future__ import annotations
 import html
 import re
 import unicodedata
-from typing import AnyStr
 
 
 class _Replace:
@@ -48,21 +47,33 @@ _fold_typography = _Replace({
     "\u2010": "-", "\u2011": "-", "\u2012": "-", "\u2013": "-", "\u2014": "-", "\u2015": "-", "\u2212": "-",
     "\u2026": "...", "\u00a0": " ",
 })
+# The same folding for the characters that fold alike before and after NFKC and casefold (all but "´"
+# and "″", which NFKC turns into a space + accent and two primes): normalise_text folds them first,
+# after which most news text is ASCII and skips NFKC and casefold (a unit test holds the condition).
+_fold_before_nfkc = _Replace({
+    char: replacement for char, replacement in _fold_typography._replacements if char not in "\u00b4\u2033"
+})
 MAX_UNESCAPES = 4  # "&amp;amp;lt;" needs three; a bound keeps a hostile text from looping long
 # No chrome pattern below matches more than about 330 characters; longer lines are story text.
 MAX_CHROME_LINE_CHARS = 400
 # What normalise_text turns into word separators: the C0 and C1 control characters and every
 # whitespace character but the space itself (str.isspace, which is also what the regex \s matches).
-# Leaving the space out keeps the regex from stopping at every word; runs of spaces are collapsed after.
-_SEPARATOR = re.compile(r"[\x00-\x1f\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]")
-_SPACE_RUN = re.compile("  +")
+# The ASCII ones go by bytes.translate (the tables below), the others by str.replace of those present.
+_NON_ASCII_SEPARATORS = frozenset(map(chr, (*range(0x80, 0xA1), 0x1680, *range(0x2000, 0x200B), 0x2028, 0x2029,
+                                            0x202F, 0x205F, 0x3000)))
 _SPACE_RUN_BYTES = re.compile(b"  +")
-# normalise_text of ASCII text in one bytes.translate: upper case to lower, every control character
-# (whitespace or not) to a space.
+# Tables for bytes.translate over UTF-8 text (bytes from 0x80 up, non-ASCII characters, pass unchanged):
+# every ASCII control character (whitespace or not) to a space, and for ASCII text also upper case to lower.
+_ASCII_CONTROLS_TO_SPACE = bytes(ord(" ") if byte < 0x20 or byte == 0x7F else byte for byte in range(256))
 _ASCII_FOLD = bytes(
     ord(" ") if byte < 0x20 or byte == 0x7F else ord(chr(byte).lower()) if byte < 0x80 else byte
     for byte in range(256)
 )
+_ASCII_LOWER = bytes(ord(chr(byte).lower()) if byte < 0x80 else byte for byte in range(256))
+_ASCII_BYTES = bytes(range(0x80))
+# Above this many distinct non-ASCII characters (a text in Greek or Cyrillic, not a few accents and a
+# pound sign), one str.casefold of the whole text costs less than a str.replace for each of them.
+MAX_REPLACED_CHARACTERS = 24
 
 _MONTHS = r"(?:jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec)[a-z]*\.?"
 _WEEKDAYS = r"(?:mon|tue|tues|wed|thu|thur|thurs|fri|sat|sun)[a-z]*"
@@ -220,8 +231,10 @@ def normalise_text(text: str) -> str:
         if unescaped == text:
             break
         text = unescaped
+    if not text.isascii():
+        text = _fold_before_nfkc(text)
     if not text.isascii():  # (no step of this block changes an ASCII character, except casefold's lower case)
-        text = unicodedata.normalize("NFKC", _strip_zero_width(text)).casefold()
+        text = _casefold(unicodedata.normalize("NFKC", _strip_zero_width(text)))
         if not text.isascii():
             text = unicodedata.normalize("NFKC", text)
         text = _fold_typography(text)
@@ -229,14 +242,46 @@ def normalise_text(text: str) -> str:
         # Most news text is ASCII by now (its typographic quotes and dashes folded): one
         # bytes.translate lower-cases it and turns its control and whitespace characters to spaces.
         return _collapse_spaces(text.encode("ascii").translate(_ASCII_FOLD)).decode("ascii")
-    return _collapse_spaces(_SEPARATOR.sub(" ", text))
+    # No lower-casing here: NFKC may have made upper case ASCII ("㎁" is "nA") that stays as it is.
+    for char in _non_ascii_characters(text) & _NON_ASCII_SEPARATORS:
+        text = text.replace(char, " ")
+    return _collapse_spaces(text.encode("utf-8").translate(_ASCII_CONTROLS_TO_SPACE)).decode("utf-8")
 
 
-def _collapse_spaces(text: AnyStr) -> AnyStr:
-    """``" ".join(text.split())`` for a text whose only whitespace is the space, without a list of its words.
+def _casefold(text: str) -> str:
+    """``text.casefold()``, faster for text that is ASCII but for a few characters.
 
-    The regex finds runs by their literal two-space prefix, faster than str.replace loops here.
+    ASCII is lower-cased by one bytes.translate and each distinct other character replaced by its
+    casefold. Exact because casefold maps each character on its own, and a casefolded character
+    casefolds to itself, so no replacement is changed by another (a unit test holds both, for
+    every character).
     """
-    if isinstance(text, str):
-        return _SPACE_RUN.sub(" ", text).strip(" ")
-    return _SPACE_RUN_BYTES.sub(b" ", text).strip(b" ")
+    data = text.encode("utf-8")
+    others = _non_ascii_characters(text, data)
+    if len(others) > MAX_REPLACED_CHARACTERS:
+        return text.casefold()
+    text = data.translate(_ASCII_LOWER).decode("utf-8")
+    for char in others:
+        folded = char.casefold()
+        if folded != char:
+            text = text.replace(char, folded)
+    return text
+
+
+def _non_ascii_characters(text: str, data: bytes | None = None) -> set[str]:
+    """The distinct non-ASCII characters of ``text`` (``data``: its UTF-8, when at hand).
+
+    Deleting the ASCII bytes from the UTF-8 leaves whole sequences of the others, usually a few
+    dozen: a set of those instead of a set of every character.
+    """
+    if data is None:
+        data = text.encode("utf-8")
+    return set(data.translate(None, _ASCII_BYTES).decode("utf-8"))
+
+
+def _collapse_spaces(data: bytes) -> bytes:
+    """``b" ".join(data.split())`` for text whose only whitespace is the space, without a list of its words.
+
+    The regex finds runs by their literal two-space prefix, faster than bytes.replace loops here.
+    """
+    return _SPACE_RUN_BYTES.sub(b" ", data).strip(b" ")

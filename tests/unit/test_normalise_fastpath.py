@@ -1,6 +1,7 @@
 """The normalise stage's fast paths give what the plain steps they replace give.
 
-normalise_text folds ASCII text with one bytes.translate and collapses whitespace with str.split;
+normalise_text folds ASCII text with one bytes.translate and collapses whitespace with str.split,
+and casefolds and blanks separators in mostly-ASCII text character by distinct character;
 is_chrome_line runs the chrome patterns as one alternation; clean_text counts words only as far as
 its thresholds need. Each is held here to the plain version it replaced.
 """
@@ -70,7 +71,34 @@ def test_separators_are_the_controls_and_the_whitespace_but_the_space() -> None:
     for code in range(sys.maxunicode + 1):
         char = chr(code)
         expected = char != " " and (char.isspace() or CONTROL.fullmatch(char) is not None)
-        assert (normalise._SEPARATOR.fullmatch(char) is not None) == expected, hex(code)
+        if code < 0x80:
+            assert (normalise._ASCII_CONTROLS_TO_SPACE[code] == ord(" ") != code) == expected, hex(code)
+        else:
+            assert (char in normalise._NON_ASCII_SEPARATORS) == expected, hex(code)
+    assert normalise._ASCII_CONTROLS_TO_SPACE[0x80:] == bytes(range(0x80, 0x100))
+
+
+def test_casefold_maps_each_character_to_a_fixed_point() -> None:
+    """What makes _casefold exact: casefold works character by character, and a casefolded character
+    casefolds to itself (so replacing one character never changes another's replacement)."""
+    for code in range(sys.maxunicode + 1):
+        folded = chr(code).casefold()
+        assert folded.casefold() == folded, hex(code)
+        assert all(ch.casefold() == ch for ch in folded), hex(code)
+
+
+@settings(max_examples=500)
+@given(st.text(max_size=80) | st.text(st.sampled_from("aZ ÉéİıſKßẞͅ"
+                                                       "ΣσςΙⅠⅫⒶJ̌㎁£"),
+                                      max_size=60))
+def test_casefold_equals_str_casefold(text: str) -> None:
+    assert normalise._casefold(text) == text.casefold()
+
+
+def test_casefold_of_many_distinct_characters_equals_str_casefold() -> None:
+    text = "".join(map(chr, range(0x391, 0x3C9))) + " ΣΊΣΥΦΟΣ ὈΔΥΣΣΕΎΣ Ωραία"
+    assert len(normalise._non_ascii_characters(text)) > normalise.MAX_REPLACED_CHARACTERS
+    assert normalise._casefold(text) == text.casefold()
 
 
 def test_ascii_fold_table_is_lower_and_controls_to_space() -> None:
@@ -84,10 +112,18 @@ ASCII = st.text(st.characters(max_codepoint=0x7F), max_size=120)
 MIXED = st.text(st.sampled_from("aZ &amp;#1;ß\x85\x1c\x0b\t\n\u00a0\u200b\u2014\u201cé\u0301ſİ\x9f;<>."
                                 "\u2028\u3000\u1680\u2003"),
                 max_size=80)
+# Where folding ASCII apart from the other characters could go wrong: NFKC making upper case ASCII
+# ("㎁" is "nA", "Ⅻ" is "XII"), a letter that composes with a mark only once lower-cased ("J" + caron),
+# compatibility characters, Greek final sigma, a pound sign, and more distinct characters than
+# MAX_REPLACED_CHARACTERS.
+UNICODE_EDGES = st.text(st.sampled_from("aJ \u030c\u0301\u3381\u216b\u2160\u00b4\u2033\u2011\u2026\ufb01\uff21"
+                                        "\u03a3\u03c2\u0130\u00a3\u00c9\u1e9e\u0345\u2028\x85\u00a0\u3000"
+                                        "ΑΒΓΔΕΖΗΘΙΚΛΜΝΞΟΠΡΣΤΥΦΧΨΩабвгдежзийклмнопрстуфхцчшщ"),
+                        max_size=80)
 
 
 @settings(max_examples=500)
-@given(ASCII | MIXED | st.text(max_size=80))
+@given(ASCII | MIXED | UNICODE_EDGES | st.text(max_size=80))
 def test_normalise_text_equals_the_plain_steps(text: str) -> None:
     assert normalise_text(text) == plain_normalise_text(text)
 
@@ -111,3 +147,22 @@ def test_is_chrome_line_equals_any_of_the_patterns(line: str) -> None:
 @given(st.lists(st.text(st.sampled_from("ab \n\t"), max_size=30), max_size=8), st.integers(0, 40))
 def test_has_words_is_the_word_count_threshold(paragraphs: list[str], minimum: int) -> None:
     assert normalise._has_words(paragraphs, minimum) == (sum(len(p.split()) for p in paragraphs) >= minimum)
+
+
+def test_characters_folded_before_nfkc_fold_alike_after_it() -> None:
+    """normalise_text may fold these first: NFKC and casefold leave them as they are or turn them
+    into what they fold to anyway, they are starters that no accent combines with, and neither are
+    their ASCII replacements."""
+    early = dict(normalise._fold_before_nfkc._replacements)
+    assert set(early) == set(TYPOGRAPHY) - {"\u00b4", "\u2033"}
+    marks = [chr(code) for code in range(sys.maxunicode + 1) if unicodedata.combining(chr(code))]
+    second_of_a_pair = {unicodedata.decomposition(chr(code)).split()[-1] for code in range(sys.maxunicode + 1)
+                        if unicodedata.decomposition(chr(code))[:1] not in ("", "<")}
+    for char, replacement in early.items():
+        assert normalise._fold_typography(unicodedata.normalize("NFKC", char)) == replacement, hex(ord(char))
+        assert char.casefold() == char and unicodedata.combining(char) == 0
+        assert f"{ord(char):04X}" not in second_of_a_pair
+        for text in (char, replacement):
+            assert all(unicodedata.normalize("NFC", text + mark) == text + unicodedata.normalize("NFC", mark)
+                       for mark in marks), hex(ord(char))
+
