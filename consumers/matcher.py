@@ -12,11 +12,12 @@ canonical is the best member under a total order (see ``stages.elect``).
 
 from __future__ import annotations
 
+import hashlib
 import heapq
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from itertools import islice
@@ -47,17 +48,24 @@ EVENT_CANONICAL_CHANGED = "canonical_changed"
 EVENT_MERGED = "merged"
 
 
-SAME = Similarity(1.0, 1.0)  # shared by every canonical and exact copy rather than one object each
+SAME = Similarity(1.0, 1.0)  # a canonical's or an exact copy's similarity to the canonical
 
-# Rough size of one article's Python objects outside the index's arrays (IndexedArticle, Contender,
-# Similarity, key and content-hash strings, published_at, dict entries): what bench/matcher.py
-# measures beyond ``CandidateIndex.nbytes`` and ~300 bytes per story, at 100k and 1M articles.
-OBJECT_BYTES_PER_ARTICLE = 880
+METHODS = (CANONICAL, EXACT, NEAR)  # by their code in ArticleColumns.method
+_METHOD_CODE = {method: code for code, method in enumerate(METHODS)}
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+MICROSECOND = timedelta(microseconds=1)
+
+# Rough size of what the matcher holds per article beyond ``CandidateIndex.nbytes`` (the key string,
+# the index's key → ordinal dict, the content dict, ArticleColumns, story member lists) and per story
+# (Story, its id, outlets, expiry entries): what bench/matcher.py measures at 100k and 1M articles.
+OBJECT_BYTES_PER_ARTICLE = 450
+OBJECT_BYTES_PER_STORY = 700
 
 
 @dataclass(slots=True)
 class IndexedArticle:
-    """What the matcher keeps of an article besides its signature and shingle hashes (``CandidateIndex``)."""
+    """An article's matching state as a rebuild reads it back (``StoredArticle``); the matcher keeps
+    it in ``ArticleColumns``, not as one object per article."""
 
     key: str
     story_id: str
@@ -65,6 +73,16 @@ class IndexedArticle:
     content_hash: str
     method: str
     similarity: Similarity  # to the story's canonical
+
+
+class ArticleState(NamedTuple):
+    """What ``Matcher.articles`` hands out for an article: made from the columns on each access."""
+
+    key: str
+    story_id: str
+    method: str
+    similarity: Similarity  # to the story's canonical
+    contender: Contender
 
 
 class StoredArticle(NamedTuple):
@@ -123,6 +141,100 @@ class Decision:
     verify_seconds: float = 0.0  # verifying them
 
 
+def content_key(content_hash: str) -> int:
+    """A 60-bit int standing for a content hash (a 64-character string costs 113 bytes, this 32).
+
+    Hashed rather than cut, so hashes that differ only at one end stay apart; two distinct
+    contents share one with odds of about n^2 / 2^61 (1 in 2 million at a million articles).
+    """
+    return int.from_bytes(hashlib.blake2b(content_hash.encode(), digest_size=8).digest()) >> 4
+
+
+def to_micros(moment: datetime) -> int:
+    """Microseconds since the epoch (a naive time is read as UTC): exact, unlike a float timestamp."""
+    aware = moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+    return (aware - EPOCH) // MICROSECOND
+
+
+class ArticleColumns:
+    """Every held article's state by its index ordinal: numbers in numpy arrays, references in lists.
+
+    One IndexedArticle, Contender, Similarity and published_at per article cost ~450 bytes of
+    Python objects; here an article costs ~60. Ordinals follow ``CandidateIndex``: appended in the
+    same order, and renumbered by ``keep`` when it compacts.
+    """
+
+    def __init__(self) -> None:
+        self.story: list[Story | None] = []
+        self.source: list[str] = []  # interned: one string per outlet
+        self.method = np.empty(1024, dtype=np.uint8)  # code in METHODS
+        self.jaccard = np.empty(1024, dtype=np.float64)  # similarity to the story's canonical
+        self.containment = np.empty(1024, dtype=np.float64)
+        self.published = np.empty(1024, dtype=np.int64)  # to_micros(published_at)
+        self.text_chars = np.empty(1024, dtype=np.int32)
+        self.content = np.empty(1024, dtype=np.uint64)  # content_key
+
+    def append(self, ordinal: int, contender: Contender, content: int, method: str) -> None:
+        if ordinal != len(self.story):
+            raise ValueError(f"ordinal {ordinal} out of step with the {len(self.story)} held: a bug")
+        if ordinal == len(self.method):
+            self._resize(2 * ordinal, None)
+        self.story.append(None)
+        self.source.append(contender.source)
+        self.method[ordinal] = _METHOD_CODE[method]
+        self.jaccard[ordinal] = self.containment[ordinal] = 1.0
+        self.published[ordinal] = to_micros(contender.published_at)
+        self.text_chars[ordinal] = contender.text_chars
+        self.content[ordinal] = content
+
+    def set_similarity(self, ordinal: int, similarity: Similarity) -> None:
+        self.jaccard[ordinal] = similarity.jaccard
+        self.containment[ordinal] = similarity.containment
+
+    def similarity(self, ordinal: int) -> Similarity:
+        return Similarity(float(self.jaccard[ordinal]), float(self.containment[ordinal]))
+
+    def contender(self, ordinal: int, key: str) -> Contender:
+        published = EPOCH + MICROSECOND * int(self.published[ordinal])
+        return Contender(key, published, self.source[ordinal], int(self.text_chars[ordinal]))
+
+    def keep(self, live: np.ndarray) -> None:
+        """Keep these ordinals (increasing), renumbered 0..n-1: ``CandidateIndex``'s compaction."""
+        kept = live.tolist()
+        self.story = [self.story[ordinal] for ordinal in kept]
+        self.source = [self.source[ordinal] for ordinal in kept]
+        self._resize(max(1024, len(kept)), live)
+
+    def _resize(self, size: int, rows: np.ndarray | None) -> None:
+        """Arrays of room ``size`` holding ``rows`` of the current ones (all of them if None);
+        the unfilled tail is left unwritten, so it takes no memory until used."""
+        for name in ("method", "jaccard", "containment", "published", "text_chars", "content"):
+            values = getattr(self, name)
+            values = values[: len(self.story)] if rows is None else values[rows]
+            grown = np.empty(size, dtype=values.dtype)
+            grown[: len(values)] = values
+            setattr(self, name, grown)
+
+
+class HeldArticles(Mapping[str, ArticleState]):
+    """``Matcher.articles``: a read-only mapping key → ArticleState over the index and the columns."""
+
+    def __init__(self, matcher: Matcher) -> None:
+        self._matcher = matcher
+
+    def __getitem__(self, key: str) -> ArticleState:
+        return self._matcher.state(key)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._matcher.index
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._matcher.index)
+
+    def __len__(self) -> int:
+        return len(self._matcher.index)
+
+
 class Matcher:
     def __init__(
         self,
@@ -138,10 +250,11 @@ class Matcher:
         self.preferred_sources = tuple(source.lower() for source in preferred_sources)
         self.retention = retention
         self.clock = clock
-        self.index = CandidateIndex(fingerprint, match)
-        self.articles: dict[str, IndexedArticle] = {}
+        self.columns = ArticleColumns()
+        self.index = CandidateIndex(fingerprint, match, on_compact=self.columns.keep)
+        self.articles = HeldArticles(self)
         self.stories: dict[str, Story] = {}
-        self._by_content: dict[str, str] = {}
+        self._by_content: dict[int, str] = {}  # content_key → the first held article with that content
         self._expiry: list[tuple[datetime, str]] = []  # (last_touched, story id), lazily updated heap
         self._changes = Changes()
 
@@ -160,20 +273,26 @@ class Matcher:
             heapq.heappush(self._expiry, (story.last_touched, story.id))
         pending = iter(articles)
         while batch := list(islice(pending, chunk)):
-            kept = []
+            kept: dict[str, StoredArticle] = {}
             for stored in batch:
                 article = stored.article
                 story = self.stories.get(article.story_id)
-                if story is None or article.key in self.articles:
+                if story is None or article.key in self.index or article.key in kept:
                     continue  # its story is outside the window or merged away; nothing can join it
+                kept[article.key] = stored
+            if not kept:
+                continue
+            ordinals = self.index.insert_many(list(kept), np.stack([stored.signature for stored in kept.values()]),
+                                              [stored.shingle_hashes for stored in kept.values()])
+            for ordinal, stored in zip(ordinals.tolist(), kept.values(), strict=True):
+                article = stored.article
+                story = self.stories[article.story_id]
                 story.members.append(article.key)
-                self.articles[article.key] = article
-                self._by_content.setdefault(article.content_hash, article.key)
-                kept.append(stored)
-            if kept:
-                self.index.insert_many([stored.article.key for stored in kept],
-                                       np.stack([stored.signature for stored in kept]),
-                                       [stored.shingle_hashes for stored in kept])
+                content = content_key(article.content_hash)
+                self._by_content.setdefault(content, article.key)
+                self.columns.append(ordinal, article.contender, content, article.method)
+                self.columns.story[ordinal] = story
+                self.columns.set_similarity(ordinal, article.similarity)
 
     # -- the decision ------------------------------------------------------------------------
 
@@ -182,84 +301,98 @@ class Matcher:
             raise ValueError(
                 f"signature made with {article.fingerprint_identity!r}, this matcher compares "
                 f"{self.fingerprint.identity!r}: run prepare and match with the same fingerprint settings")
-        if article.key in self.articles:
-            return Decision(DUPLICATE, self.articles[article.key].story_id)
+        if article.key in self.index:
+            return Decision(DUPLICATE, self._story_of(article.key).id)
 
         started = time.perf_counter()
-        method, matches, num_candidates, query_seconds = self._find_matches(article)
+        hashes = article.shingle_hashes
+        content = content_key(article.content_hash)
+        method, matches, num_candidates, query_seconds = self._find_matches(content, article.signature, hashes)
         # Sources repeat across millions of articles: one string each (intern) instead of a copy per article.
         contender = Contender(article.key, article.published_at, sys.intern(article.source), len(article.text))
-        new = IndexedArticle(key=article.key, story_id="", contender=contender, content_hash=article.content_hash,
-                             method=method, similarity=SAME)
         best = max(matches, key=lambda m: m[1].score) if matches else None
-        story_ids = {self.articles[key].story_id for key, _ in matches}
+        story_ids = {self._story_of(key).id for key, _ in matches}
         # Before joining: rescoring against a new canonical reads its shingle hashes from the index.
-        self._remember(new, article.signature, article.shingle_hashes)
+        ordinal = self._remember(contender, content, method, article.signature, hashes)
         # Similarities computed on the shingles (not EXACT's stand-in, which an empty text would contradict).
         verified = dict(matches) if method == NEAR else {}
-        story = self._join(new, story_ids, best, verified) if best else self._found(new)
+        story = self._join(ordinal, contender, method, story_ids, best, verified) if best \
+            else self._found(ordinal, contender)
         self._changes.new_articles.append((article, lineage))
         verify_seconds = time.perf_counter() - started - query_seconds
         return Decision(method, story.id, num_candidates, best[1].score if best else None, len(story.members),
                         query_seconds, verify_seconds)
 
-    def _find_matches(self, article: PreparedArticle) -> tuple[str, list[tuple[str, Similarity]], int, float]:
+    def state(self, key: str) -> ArticleState:
+        """A held article's state (KeyError if it is not held); ``articles[key]`` calls this."""
+        ordinal = self.index.ordinal(key)
+        columns = self.columns
+        story = columns.story[ordinal]
+        assert story is not None
+        return ArticleState(key, story.id, METHODS[columns.method[ordinal]], columns.similarity(ordinal),
+                            columns.contender(ordinal, key))
+
+    def _story_of(self, key: str) -> Story:
+        story = self.columns.story[self.index.ordinal(key)]
+        assert story is not None
+        return story
+
+    def _find_matches(self, content: int, signature: np.ndarray, hashes: np.ndarray
+                      ) -> tuple[str, list[tuple[str, Similarity]], int, float]:
         """(method, verified matches, candidates looked at, seconds spent finding candidates)."""
-        same_content = self._by_content.get(article.content_hash)
+        same_content = self._by_content.get(content)
         if same_content is not None:
             return EXACT, [(same_content, SAME)], 0, 0.0
         started = time.perf_counter()
-        candidates = self.index.candidates(article.signature)
+        candidates = self.index.candidates(signature)
         query_seconds = time.perf_counter() - started
         matches = []
-        hashes = article.shingle_hashes
         for key, other in candidates:
             similarity = compare(hashes, other)
             if verify(similarity, len(hashes), len(other), self.config):
                 matches.append((key, similarity))
         return (NEAR if matches else CANONICAL), matches, len(candidates), query_seconds
 
-    def _found(self, article: IndexedArticle) -> Story:
-        published = article.contender.published_at
-        story = Story(f"s-{article.key}", article.key, [], Counter(), published, published, self.clock())
+    def _found(self, ordinal: int, contender: Contender) -> Story:
+        published = contender.published_at
+        story = Story(f"s-{contender.key}", contender.key, [], Counter(), published, published, self.clock())
         self.stories[story.id] = story
         self._changes.new_stories.add(story.id)
-        self._add_member(story, article)
-        self._event(story.id, EVENT_FOUNDED, article.key, FOUNDED)
+        self._add_member(story, ordinal, contender)
+        self._event(story.id, EVENT_FOUNDED, contender.key, FOUNDED)
         return story
 
-    def _join(self, article: IndexedArticle, story_ids: set[str], best: tuple[str, Similarity],
-              verified: dict[str, Similarity]) -> Story:
+    def _join(self, ordinal: int, contender: Contender, method: str, story_ids: set[str],
+              best: tuple[str, Similarity], verified: dict[str, Similarity]) -> Story:
         # The surviving story is the one whose canonical ranks best, so a merge keeps the original.
         stories = sorted((self.stories[sid] for sid in story_ids), key=lambda s: self._rank(s.canonical_key))
         story = stories[0]
         for absorbed in stories[1:]:
             self._merge(absorbed, into=story)
-        self._add_member(story, article)
-        self._event(story.id, EVENT_JOINED, article.key, f"{article.method} match with {best[0]}", best[1].score)
-        incumbent = self.articles[story.canonical_key].contender
-        reason = challenge(article.contender, incumbent, self.preferred_sources)
+        self._add_member(story, ordinal, contender)
+        self._event(story.id, EVENT_JOINED, contender.key, f"{method} match with {best[0]}", best[1].score)
+        reason = challenge(contender, self._contender(story.canonical_key), self.preferred_sources)
         if reason is not None:
-            story.canonical_key = article.key
-            self._event(story.id, EVENT_CANONICAL_CHANGED, article.key, reason)
+            story.canonical_key = contender.key
+            self._event(story.id, EVENT_CANONICAL_CHANGED, contender.key, reason)
             self._rescore(story)
         else:
             # The canonical is usually one of the verified matches: its similarity is known already.
             known = verified.get(story.canonical_key)
-            article.similarity = known if known is not None else self._similarity_to_canonical(article, story)
+            self.columns.set_similarity(
+                ordinal, known if known is not None else self._similarity_to_canonical(contender.key, story))
         return story
 
     def _merge(self, absorbed: Story, into: Story) -> None:
         for key in absorbed.members:
-            member = self.articles[key]
-            member.story_id = into.id
+            self.columns.story[self.index.ordinal(key)] = into
             into.members.append(key)
             self._changes.dirty_articles.add(key)
         into.outlets.update(absorbed.outlets)
         into.first_seen = min(into.first_seen, absorbed.first_seen)
         into.last_seen = max(into.last_seen, absorbed.last_seen)
-        reason = challenge(self.articles[absorbed.canonical_key].contender,
-                           self.articles[into.canonical_key].contender, self.preferred_sources)
+        reason = challenge(self._contender(absorbed.canonical_key), self._contender(into.canonical_key),
+                           self.preferred_sources)
         if reason is not None:
             into.canonical_key = absorbed.canonical_key
             self._event(into.id, EVENT_CANONICAL_CHANGED, absorbed.canonical_key, reason)
@@ -270,37 +403,43 @@ class Matcher:
         self._changes.merged[absorbed.id] = self.stories.pop(absorbed.id)
         self._rescore(into)
 
-    def _add_member(self, story: Story, article: IndexedArticle) -> None:
-        article.story_id = story.id
-        story.members.append(article.key)
-        story.outlets[article.contender.source.lower()] += 1
-        story.first_seen = min(story.first_seen, article.contender.published_at)
-        story.last_seen = max(story.last_seen, article.contender.published_at)
+    def _add_member(self, story: Story, ordinal: int, contender: Contender) -> None:
+        self.columns.story[ordinal] = story
+        story.members.append(contender.key)
+        # Interned: a story's Counter would otherwise keep a lower-cased copy per outlet.
+        story.outlets[sys.intern(contender.source.lower())] += 1
+        story.first_seen = min(story.first_seen, contender.published_at)
+        story.last_seen = max(story.last_seen, contender.published_at)
         self._changes.dirty_stories.add(story.id)
         self._touch(story)
 
     def _rescore(self, story: Story) -> None:
         """The canonical changed: every member's similarity is now to the new canonical."""
         for key in story.members:
-            member = self.articles.get(key)
-            if member is not None:
-                member.similarity = self._similarity_to_canonical(member, story)
+            if key in self.index:
+                self.columns.set_similarity(self.index.ordinal(key), self._similarity_to_canonical(key, story))
                 self._changes.dirty_articles.add(key)
 
-    def _similarity_to_canonical(self, article: IndexedArticle, story: Story) -> Similarity:
-        if article.key == story.canonical_key:
+    def _similarity_to_canonical(self, key: str, story: Story) -> Similarity:
+        if key == story.canonical_key:
             return SAME
-        return compare(self.index.shingle_hashes(article.key), self.index.shingle_hashes(story.canonical_key))
+        return compare(self.index.shingle_hashes(key), self.index.shingle_hashes(story.canonical_key))
+
+    def _contender(self, key: str) -> Contender:
+        return self.columns.contender(self.index.ordinal(key), key)
 
     def _rank(self, key: str) -> tuple:
-        return rank(self.articles[key].contender, self.preferred_sources)
+        return rank(self._contender(key), self.preferred_sources)
 
     # -- bookkeeping -------------------------------------------------------------------------
 
-    def _remember(self, article: IndexedArticle, signature: np.ndarray, shingle_hashes: np.ndarray) -> None:
-        self.articles[article.key] = article
-        self._by_content.setdefault(article.content_hash, article.key)
-        self.index.insert(article.key, signature, shingle_hashes)
+    def _remember(self, contender: Contender, content: int, method: str, signature: np.ndarray,
+                  hashes: np.ndarray) -> int:
+        """Hold a new article (its story is set by the caller); returns its ordinal."""
+        self._by_content.setdefault(content, contender.key)
+        ordinal = self.index.insert(contender.key, signature, hashes)
+        self.columns.append(ordinal, contender, content, method)
+        return ordinal
 
     def _event(self, story_id: str, kind: str, article_key: str | None, reason: str,
                similarity: float | None = None) -> None:
@@ -316,9 +455,9 @@ class Matcher:
             heapq.heapify(self._expiry)
 
     def estimated_bytes(self) -> int:
-        """The index's size: its arrays (LSH bands, shingle hashes) exactly, Python objects roughly."""
+        """The index's size: its arrays (LSH bands, shingle hashes) exactly, the rest roughly."""
         arrays = sum(self.index.nbytes().values())
-        return arrays + len(self.articles) * OBJECT_BYTES_PER_ARTICLE + len(self.stories) * 300
+        return arrays + len(self.index) * OBJECT_BYTES_PER_ARTICLE + len(self.stories) * OBJECT_BYTES_PER_STORY
 
     def story(self, story_id: str, changes: Changes) -> Story:
         """A story's current state, including one merged away during the batch of ``changes``."""
@@ -344,10 +483,12 @@ class Matcher:
             if story is None or story.last_touched != touched:
                 continue  # merged away, or touched again since: a newer heap entry stands for it
             for key in story.members:
-                article = self.articles.pop(key)
-                self.index.remove(key)
-                if self._by_content.get(article.content_hash) == key:
-                    del self._by_content[article.content_hash]
+                ordinal = self.index.ordinal(key)
+                content = int(self.columns.content[ordinal])
+                if self._by_content.get(content) == key:
+                    del self._by_content[content]
+                self.columns.story[ordinal] = None  # lets the story go before the index compacts
+                self.index.remove(key)  # last: it may compact, renumbering the columns
                 forgotten += 1
             del self.stories[story_id]
         return forgotten

@@ -21,7 +21,7 @@ at least ``SHORT_TEXT_JACCARD``): on a few shingles, one shared phrase is a larg
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -319,10 +319,14 @@ class CandidateIndex:
     what the band table stores and what locates its hashes in the arena. Candidates come back in
     insertion order, so results do not depend on the hash seed of Python's sets. Removing an
     article only forgets its key; once a fifth of the ordinals are dead, ``_compact`` renumbers
-    the live ones and copies their hashes, so memory follows the live articles.
+    the live ones and copies their hashes, so memory follows the live articles; ``on_compact``
+    then gets the old ordinals kept (increasing), so that an owner keeping its own per-article
+    columns by ordinal can renumber them alike.
     """
 
-    def __init__(self, fingerprint: FingerprintConfig, match: MatchConfig) -> None:
+    def __init__(self, fingerprint: FingerprintConfig, match: MatchConfig,
+                 on_compact: Callable[[np.ndarray], None] | None = None) -> None:
+        self._on_compact = on_compact
         self._bands_rows = lsh_bands(fingerprint, match)
         self._bands = band_table(*self._bands_rows)
         self._arena = HashArena()
@@ -336,17 +340,21 @@ class CandidateIndex:
         """(b, r): number of bands and rows per band."""
         return self._bands_rows
 
-    def insert(self, key: Hashable, signature: np.ndarray, shingle_hashes: np.ndarray) -> None:
+    def insert(self, key: Hashable, signature: np.ndarray, shingle_hashes: np.ndarray) -> int:
+        """Add an article; returns its ordinal (valid until the next compaction)."""
         ordinal = self._add(key, shingle_hashes)
         self._bands.add(ordinal, signature)
+        return ordinal
 
     def insert_many(self, keys: Sequence[Hashable], signatures: np.ndarray,
-                    shingle_hashes: Sequence[np.ndarray]) -> None:
-        """Insert many at once (a rebuild): the same state as one ``insert`` each, built faster."""
+                    shingle_hashes: Sequence[np.ndarray]) -> np.ndarray:
+        """Insert many at once (a rebuild): the same state as one ``insert`` each, built faster.
+        Returns their ordinals."""
         ordinals = np.array([self._add(key, hashes) for key, hashes in zip(keys, shingle_hashes, strict=True)],
                             dtype=np.int64)
         if len(ordinals):
             self._bands.add_many(ordinals, signatures)
+        return ordinals
 
     def remove(self, key: Hashable) -> None:
         ordinal = self._ordinal.pop(key)
@@ -367,6 +375,10 @@ class CandidateIndex:
         """Keys whose signature collides with this one in at least one band (approximate)."""
         return [key for key, _ in self.candidates(signature)]
 
+    def ordinal(self, key: Hashable) -> int:
+        """The article's ordinal (KeyError if not held); valid until the next compaction."""
+        return self._ordinal[key]
+
     def shingle_hashes(self, key: Hashable) -> np.ndarray:
         ordinal = self._ordinal[key]
         return self._arena.view(int(self._location[ordinal]), int(self._size[ordinal]))
@@ -382,6 +394,10 @@ class CandidateIndex:
 
     def __len__(self) -> int:
         return len(self._ordinal)
+
+    def __iter__(self) -> Iterator[Hashable]:
+        """The keys held, oldest first."""
+        return iter(self._ordinal)
 
     def _add(self, key: Hashable, shingle_hashes: np.ndarray) -> int:
         if len(self._keys) > self._bands.max_ordinal:
@@ -401,20 +417,22 @@ class CandidateIndex:
 
     def _compact(self) -> None:
         """Renumber the live articles 0..n-1 (order kept) and copy their hashes into a fresh arena."""
-        live = [ordinal for ordinal, key in enumerate(self._keys) if key is not None]
+        live = np.array([ordinal for ordinal, key in enumerate(self._keys) if key is not None], dtype=np.int64)
         new_ordinal = np.full(len(self._keys), -1, dtype=np.int64)
         new_ordinal[live] = np.arange(len(live))
         self._bands.renumber(new_ordinal)
         old, self._arena = self._arena, HashArena()
         location = np.empty(max(1024, len(live)), dtype=np.int64)
-        for new, ordinal in enumerate(live):
+        for new, ordinal in enumerate(live.tolist()):
             at = int(self._location[ordinal])
             location[new] = self._arena.add(old.view(at, int(self._size[ordinal])))
             old.release_before(at)  # ordinals follow locations: earlier chunks are copied already
         self._size = _grown(self._size[live], len(location))
         self._location = location
-        self._keys = [self._keys[ordinal] for ordinal in live]
+        self._keys = [self._keys[ordinal] for ordinal in live.tolist()]
         self._ordinal = {key: new for new, key in enumerate(self._keys)}
+        if self._on_compact is not None:
+            self._on_compact(live)
 
 
 def _grown(values: np.ndarray, size: int) -> np.ndarray:

@@ -6,8 +6,9 @@ import dataclasses
 import random
 from collections import Counter
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
+import numpy as np
 import pytest
 
 from consumers.matcher import (
@@ -16,14 +17,17 @@ from consumers.matcher import (
     EVENT_FOUNDED,
     EVENT_JOINED,
     EVENT_MERGED,
+    ArticleColumns,
+    IndexedArticle,
     Matcher,
     StoredArticle,
     Story,
+    content_key,
 )
 from consumers.prepare import Lineage, PreparedArticle, prepare_article
-from consumers.stages.elect import EARLIER_PUBLISHED, PREFERRED_SOURCE
+from consumers.stages.elect import EARLIER_PUBLISHED, PREFERRED_SOURCE, Contender
 from consumers.stages.fingerprint import FingerprintConfig
-from consumers.stages.match import CANONICAL, EXACT, NEAR, MatchConfig
+from consumers.stages.match import CANONICAL, EXACT, NEAR, MatchConfig, Similarity
 from ingest.contract import Article
 from tests.unit.invented_news import DEPOT, FERRY, T0, TURTLES, body, with_chrome
 
@@ -69,8 +73,10 @@ def partition(matcher: Matcher, articles: Sequence[PreparedArticle]) -> frozense
 
 def stored(matcher: Matcher, article: PreparedArticle) -> StoredArticle:
     """The article as a rebuild reads it back: the matcher's record, the signature and the hashes."""
-    return StoredArticle(dataclasses.replace(matcher.articles[article.key]), article.signature.copy(),
-                         article.shingle_hashes.copy())
+    state = matcher.articles[article.key]
+    return StoredArticle(IndexedArticle(article.key, state.story_id, state.contender, article.content_hash,
+                                        state.method, state.similarity),
+                         article.signature.copy(), article.shingle_hashes.copy())
 
 
 def story_of(matcher: Matcher, article: PreparedArticle) -> Story:
@@ -333,6 +339,57 @@ def test_replaying_old_news_does_not_evict_it(clock: FakeClock, make_prepared: C
     assert clock.now - T0 > timedelta(days=700)
     assert matcher.evict_expired() == 0
     assert len(matcher.articles) == 2
+
+
+def unrelated(article: PreparedArticle, i: int) -> PreparedArticle:
+    """A distinct article sharing nothing with ``article``: every value XORed with one mask (as bench's Deriver)."""
+    mask = np.uint32(0x9E3779B1 * (i + 1) & 0xFFFFFFFF)
+    return dataclasses.replace(article, key=f"{article.key}-{i}", content_hash=f"{i:064x}",
+                               signature=article.signature ^ mask,
+                               shingle_hashes=np.sort(article.shingle_hashes ^ mask))
+
+
+def test_article_state_survives_the_index_compacting_after_an_eviction(
+        clock: FakeClock, corpus: dict[str, PreparedArticle]) -> None:
+    matcher = Matcher(FP, MatchConfig(), preferred_sources=("BaylineWire.example",), retention=timedelta(days=7),
+                      clock=clock)
+    feed(matcher, [unrelated(corpus["turtles"], i) for i in range(1200)])
+    clock.advance(days=8)
+    feed(matcher, list(corpus.values()))
+    before = {key: matcher.articles[key] for key in (a.key for a in corpus.values())}
+    assert matcher.evict_expired() == 1200  # at 1,000 dead ordinals of 1,207 the index compacts
+    assert len(matcher.columns.story) == 207  # and the columns with it: 7 held, 200 removed since
+    assert {key: matcher.articles[key] for key in before} == before
+    # Content and hashes are found under the new ordinals: an exact copy and a near copy still join.
+    copy = dataclasses.replace(corpus["depot-original"], key="depot-again")
+    assert matcher.process(copy, LINEAGE).story_id == before[corpus["depot-original"].key].story_id
+    near = dataclasses.replace(corpus["ferry-chrome"], key="ferry-again", content_hash="f" * 64)
+    decision = matcher.process(near, LINEAGE)
+    assert (decision.outcome, decision.story_id) == (NEAR, before[corpus["ferry-wire"].key].story_id)
+
+
+def test_article_columns_keep_renumbers_and_round_trips_times() -> None:
+    columns = ArticleColumns()
+    plus_two = timezone(timedelta(hours=2))
+    for i in range(5):
+        published = datetime(2026, 3, 1, 9, 30, 15, 123_457 + i, tzinfo=plus_two)
+        columns.append(i, Contender(f"k{i}", published, f"outlet{i}", 100 + i), content_key(str(i)),
+                       (CANONICAL, EXACT, NEAR)[i % 3])
+        columns.set_similarity(i, Similarity(i / 10, i / 5))
+    columns.keep(np.array([1, 3, 4]))
+    assert len(columns.story) == 3
+    assert columns.contender(1, "k3") == Contender(
+        "k3", datetime(2026, 3, 1, 9, 30, 15, 123_460, tzinfo=plus_two), "outlet3", 103)
+    assert columns.similarity(2) == Similarity(0.4, 0.8)
+    assert columns.method.tolist()[:3] == [1, 0, 1]  # EXACT, CANONICAL, EXACT (codes in METHODS)
+    assert int(columns.content[0]) == content_key("1")
+
+
+def test_content_key_tells_apart_hashes_that_differ_at_either_end() -> None:
+    base = "ab" * 32
+    keys = {content_key(base), content_key("0" + base[1:]), content_key(base[:-1] + "0"), content_key(base)}
+    assert len(keys) == 3
+    assert all(0 <= key < 2**60 for key in keys)
 
 
 # -- state and configuration ---------------------------------------------------------------------
