@@ -406,13 +406,15 @@ texts = st.text() | newsy_text  # st.text(): any unicode without surrogates, con
 
 @PROPERTY
 @given(texts)
+@example(text="T\u0308")
 def test_normalise_text_output_is_folded(text: str) -> None:
     out = normalise_text(text)
     assert not set(out) & set(ZERO_WIDTH), repr(out)
     assert not set(out) & set(CONTROL.replace(" ", "")), repr(out)
     assert all(ch == " " for ch in out if ch.isspace()), repr(out)  # the only whitespace is a single space
     assert "  " not in out and out == out.strip(), repr(out)
-    assert out == out.casefold(), repr(out)
+    # Casefolded, then composed again by NFKC: "T" + diaeresis gives "ẗ", whose casefold is "t" + diaeresis.
+    assert unicodedata.normalize("NFKC", out.casefold()) == out, repr(out)
     assert not set(out) & set("\u2018\u2019\u201c\u201d\u2013\u2014\u2026"), repr(out)
 
 
