@@ -76,6 +76,9 @@ class Settings:
         0.9, "Weight of missed pairs (vs. extra candidates, 1 minus this) in datasketch's choice of bands.")
     num_bands: int = setting(0, "LSH bands (b); 0 lets datasketch choose (b, r) from lsh_threshold.")
     rows_per_band: int = setting(0, "LSH rows per band (r); set together with num_bands.")
+    lsh_bucket_limit: int = setting(
+        16, "Newest articles a query takes from one LSH bucket: a shingle many unrelated articles share "
+        "(boilerplate) fills one bucket with all of them; copies share other bands too.")
     jaccard_threshold: float = setting(0.32, "Verified when the Jaccard similarity of the shingle sets reaches this.")
     containment_threshold: float = setting(0.6, "...or when the smaller text's containment in the larger reaches this.")
     min_shingles: int = setting(20, "Containment counts only when both texts have this many shingles.")
@@ -112,6 +115,7 @@ class Settings:
             false_negative_weight=self.lsh_false_negative_weight,
             num_bands=self.num_bands or None,
             rows_per_band=self.rows_per_band or None,
+            bucket_limit=self.lsh_bucket_limit,
             jaccard_threshold=self.jaccard_threshold,
             containment_threshold=self.containment_threshold,
             min_shingles=self.min_shingles,

@@ -21,17 +21,24 @@ def hashes_of(i: int) -> np.ndarray:
     return np.unique(np.random.default_rng(i).integers(0, 2**32, size=i % 50, dtype=np.uint32))
 
 
-def expected(held: dict[int, np.ndarray], signature: np.ndarray, rows: int) -> list[str]:
-    """Keys sharing a band (r values) with the signature, in insertion order: the definition of a candidate."""
+def expected(held: dict[int, np.ndarray], signature: np.ndarray, rows: int, limit: int | None = None) -> list[str]:
+    """Keys sharing a band (r values) with the signature, in insertion order: the definition of a candidate.
+    With ``limit``, only the newest ``limit`` of each band's bucket count."""
     def band(s: np.ndarray, b: int) -> bytes:
         return s[b * rows:(b + 1) * rows].tobytes()
-    return [f"a{i}" for i, other in held.items()
-            if any(band(other, b) == band(signature, b) for b in range(BANDS))]
+    found: set[int] = set()
+    for b in range(BANDS):
+        bucket = [i for i, other in held.items() if band(other, b) == band(signature, b)]
+        found.update(bucket if limit is None else bucket[-limit:])
+    return [f"a{i}" for i in held if i in found]
+
+
+UNLIMITED = 10**9
 
 
 @pytest.mark.parametrize("rows", [1, 3])
 def test_candidates_match_the_definition_through_merges_and_compactions(rows: int) -> None:
-    index = CandidateIndex(FP, MatchConfig(num_bands=BANDS, rows_per_band=rows))
+    index = CandidateIndex(FP, MatchConfig(num_bands=BANDS, rows_per_band=rows, bucket_limit=UNLIMITED))
     sigs = signatures(6000, seed=rows)
     held: dict[int, np.ndarray] = {}
     for i, signature in enumerate(sigs[:5000]):
@@ -47,6 +54,22 @@ def test_candidates_match_the_definition_through_merges_and_compactions(rows: in
         assert np.array_equal(index.shingle_hashes(f"a{i}"), hashes_of(i))
     key, hashes = index.candidates(sigs[4999])[-1]
     assert key == "a4999" and np.array_equal(hashes, hashes_of(4999))
+
+
+@pytest.mark.parametrize("rows", [1, 3])
+def test_a_query_takes_the_newest_of_each_bucket_up_to_the_limit(rows: int) -> None:
+    """Buckets of ~800 entries (6 values per band) spread over the dict and both sorted runs."""
+    limit = 7
+    index = CandidateIndex(FP, MatchConfig(num_bands=BANDS, rows_per_band=rows, bucket_limit=limit))
+    sigs = signatures(5500, seed=10 + rows)
+    held: dict[int, np.ndarray] = {}
+    for i, signature in enumerate(sigs[:5000]):
+        index.insert(f"a{i}", signature, hashes_of(i))
+        held[i] = signature
+    for probe in sigs[5000:5030]:
+        found = index.find_candidates(probe)
+        assert found == expected(held, probe, rows, limit)
+        assert 0 < len(found) <= limit * BANDS
 
 
 def test_insert_many_is_the_same_index_as_inserting_one_by_one() -> None:
