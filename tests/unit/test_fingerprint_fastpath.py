@@ -100,3 +100,17 @@ def test_fingerprint_shingles_are_the_plain_n_grams(text: str, n: int) -> None:
     result = fingerprint(text, config)
     assert np.array_equal(result.shingle_hashes, np.array(sorted(plain_shingle_hashes(text, config)), dtype=np.uint32))
     assert result.num_shingles <= len(grams)
+
+
+def plain_uses_characters(text: str) -> bool:
+    sample = text[:2000]
+    hits = len(fp._NO_SPACE_SCRIPTS.findall(sample))
+    return hits > 0 and hits * 3 >= sum(1 for ch in sample if ch.isalpha())
+
+
+@settings(max_examples=300)
+@given(WORDY | st.text(st.sampled_from("ab é£渡轮公司เรือ，。 ภ"), max_size=80))
+def test_uses_characters_counts_as_over_the_whole_sample(text: str) -> None:
+    assert fp._uses_characters(text) == plain_uses_characters(text)
+    long = "渡轮" * 900 + text + "ab " * 900  # the 2,000-character sample cuts into the text
+    assert fp._uses_characters(long) == plain_uses_characters(long)

@@ -166,3 +166,52 @@ def test_characters_folded_before_nfkc_fold_alike_after_it() -> None:
             assert all(unicodedata.normalize("NFC", text + mark) == text + unicodedata.normalize("NFC", mark)
                        for mark in marks), hex(ord(char))
 
+
+
+# One line for each keyword that can begin a chrome pattern, pattern by pattern (_CHROME_LINES order).
+CHROME_BY_PATTERN = [
+    ["Monday, July 1, 2024", "Tue Jan 2 2024", "wed, feb 3, 2024", "Thursday March 4, 2024 10:00 am",
+     "Fri 5 apr 2024", "Sat May 6, 2024", "Sun Jun 7 2024", "Jul 8, 2024", "Aug 9 2024", "Sept 10, 2024",
+     "Oct 11 2024", "Nov 12 2024", "Dec 13 2024", "1 January 2024", "12 oct 2024", "Mar 3, 2024"],
+    ["2024-07-01", "2024-07-01T10:00Z"],
+    ["Published: 1 July 2024", "Updated on July 2", "Posted at 10:00", "Last updated: Monday",
+     "First published on Jan 5"],
+    ["Home > News > World", "News / Politics"],
+    ["Advertisement", "advertising", "Sponsored content", "Ad", "Story continues below advertisement",
+     "Continue reading", "Scroll to continue with content", "Read more", "Related", "Related stories",
+     "More from CNN", "Recommended for you", "Trending now", "Most read", "Popular"],
+    ["Related: the story", "Read more: x", "See also: y", "More: z", "Also read: a", "Read also: b",
+     "Recommended: c", "Watch: d"],
+    ["Share", "Share this", "Share on", "Share this article", "Share via", "Tweet", "Email", "Print", "Facebook",
+     "Twitter", "WhatsApp", "LinkedIn", "Reddit", "Pinterest", "Copy link", "Comments", "Comment"],
+    ["Sign up for our newsletter", "Subscribe to our newsletters", "Get the briefing in your inbox",
+     "Receive alerts", "Join our newsletter"],
+    ["Breaking news alerts", "Newsletter"],
+    ["© 2024 Example", "(c) Example", "Copyright 2024"],
+    ["Photo: AP", "Image: x", "Picture: y", "Photograph: z", "Video: v", "File photo: w", "Photos credit: q"],
+    ["The ferry left (Photo: AP)"],
+    ["Follow us on X", "Like us on Facebook"],
+    ["Click here to read", "Tap here for more"],
+    ["3 min read", "2 hours ago"],
+    ["Editor's note: corrected", "Editors note: x", "This story has been updated"],
+    ["This article was originally published by X", "This story is produced by Y"],
+    ["The Associated Press contributed to this report.", "Associated Press writers x", "Reuters contributed",
+     "AFP contributed", "PA Media contributed"],
+    ["By Jane Doe", "From Jane Doe", "Reporting by Jane Doe", "Writing by Jane Doe", "Editing by John",
+     "Compiled by Ann", "Additional reporting by Bo"],
+]
+# Characters IGNORECASE takes for ASCII letters besides their two cases.
+OTHER_CASES = {"s": "\u017f", "k": "\u212a", "i": "\u0130\u0131"}
+
+
+def test_chrome_first_characters_admit_every_chrome_keyword_in_every_case() -> None:
+    assert len(CHROME_BY_PATTERN) == len(normalise._CHROME_LINES) == len(normalise._CHROME_FIRST_CHARACTERS)
+    for pattern, lines in zip(normalise._CHROME_LINES, CHROME_BY_PATTERN, strict=True):
+        for line in lines:
+            assert pattern.fullmatch(line), (pattern.pattern[:40], line)
+            first = line[0].lower()
+            variants = {line, line.upper(), line.lower(), line.title(), line[0].swapcase() + line[1:]}
+            variants |= {other + line[1:] for other in OTHER_CASES.get(first, "")}
+            for variant in variants:
+                assert is_chrome_line(variant) == plain_is_chrome_line(variant), variant
+            assert is_chrome_line(line), line
