@@ -10,12 +10,12 @@ zip over bytes tokens, F5 MinHash with numpy on the hash array) are all in produ
 part compares production with the prepare chain of an earlier commit (``--against``, default the
 one before the fast path), loaded from git into the same process: first every article of the
 eval sets (dev, dev-real, the Helsinki scrapes) and of the 700-word corpus must give identical
-prepared articles (text, content hash, key, signature, shingle hashes, wire record, rejections),
-then both are timed side by side on the 700-word articles. One prototype remains:
-
-  F6  the n-gram xxhash32 values and the MinHash in numba-compiled loops (xxhash32 re-implemented,
-      checked identical on every article). Needs numba, which is not a dependency: skipped when
-      it is not installed.
+prepared articles (text, content hash, key, rejections; and signature, shingle hashes and wire
+record when both sides have the same fingerprint identity: a commit before the shingle hashes
+came from word hashes, 02ca52d, has other hashes by design), then both are timed side by side on
+the 700-word articles. (F6, the n-gram xxhash32 values and the MinHash in numba loops, was
+measured and rejected: numba is about 150 MB and seconds of JIT per process, and production no
+longer hashes n-grams one by one.)
 
 Matcher (``--part matcher``): its prototypes (M1 ``compare`` by concatenate + sort + adjacent
 equality; M2/M3 the LSH as band keys of r = 1 instead of datasketch's MinHashLSH, now packed
@@ -38,7 +38,7 @@ import subprocess
 import sys
 import time
 import types
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from itertools import islice
 from pathlib import Path
 
@@ -55,7 +55,6 @@ from consumers.matching import match_batch
 from consumers.prepare import Lineage
 from consumers.settings import load_settings
 from consumers.stages import fingerprint as fp
-from consumers.stages.normalise import clean_text, normalise_text
 from ingest.contract import article_from_dict
 
 # -- fingerprint: production beside an earlier commit ------------------------------------------
@@ -148,8 +147,23 @@ def _prepare_or_error(prepare_module: types.ModuleType, articles: list, config: 
     return out
 
 
-def differences(old_module: types.ModuleType, old: list, new: list) -> list[str]:
-    """Why each differing article differs: every field, and the wire record both ways."""
+# Fields that differ by design between fingerprint identities (another shingle hash scheme).
+HASH_FIELDS = ("signature", "shingle_hashes", "fingerprint_identity")
+
+
+def _equal(a: object, b: object) -> bool:
+    return np.array_equal(a, b) if isinstance(a, np.ndarray) else a == b
+
+
+def same_fingerprint_identity(old_module: types.ModuleType, config: fp.FingerprintConfig) -> bool:
+    """Whether the old chain names ``config`` as production does (each side's identity property:
+    the records carry the identity of the config object passed in, production's on both sides)."""
+    return old_module.FingerprintConfig.identity.fget(config) == config.identity
+
+
+def differences(old_module: types.ModuleType, old: list, new: list, same_scheme: bool = True) -> list[str]:
+    """Why each differing article differs: every field, and the wire record both ways (the hash
+    fields and the wire record only when both sides have the same fingerprint identity)."""
     lineage = Lineage("articles.raw", 0, 0, None)
     found = []
     for index, (a, b) in enumerate(zip(old, new, strict=True)):
@@ -158,10 +172,9 @@ def differences(old_module: types.ModuleType, old: list, new: list) -> list[str]
                 found.append(f"#{index}: {a!r} vs {b!r}")
             continue
         fields = [name for name in a.__slots__
-                  if not (np.array_equal(getattr(a, name), getattr(b, name)) if isinstance(getattr(a, name), np.ndarray)
-                          else getattr(a, name) == getattr(b, name))]
-        wire = old_module.encode_prepared(a, lineage)
-        if wire != prepare_module.encode_prepared(b, lineage):
+                  if (same_scheme or name not in HASH_FIELDS) and not _equal(getattr(a, name), getattr(b, name))]
+        wire = prepare_module.encode_prepared(b, lineage)
+        if same_scheme and old_module.encode_prepared(a, lineage) != wire:
             fields.append("wire record")
         elif prepare_module.encode_prepared(prepare_module.decode_prepared(wire)[0], lineage) != wire:
             fields.append("wire record read back")
@@ -176,13 +189,15 @@ def fingerprint_part(count: int, rounds: int, against: str) -> dict:
     old_module = prepare_chain_at(against)
     sets = check_articles(count)
     identical = {}
+    same_scheme = same_fingerprint_identity(old_module, config)
+    compared = ("text, content hash, key, signature, shingle hashes, wire record" if same_scheme else
+                "text, content hash, key; not the hashes: another fingerprint identity")
     for name, articles in sets.items():
         found = differences(old_module, _prepare_or_error(old_module, articles, config),
-                            _prepare_or_error(prepare_module, articles, config))
+                            _prepare_or_error(prepare_module, articles, config), same_scheme)
         identical[name] = not found
         print(f"{name}: {len(articles):,} articles, "
-              + ("identical (text, hashes, signature, shingle hashes, key, wire record)" if not found
-                 else f"{len(found)} DIFFER, first: {'; '.join(found[:3])}"))
+              + (f"identical ({compared})" if not found else f"{len(found)} DIFFER, first: {'; '.join(found[:3])}"))
 
     long_articles = sets["700-word corpus"]
     sides = {f"at {against}": old_module.prepare_article, "production": prepare_module.prepare_article}
@@ -205,171 +220,7 @@ def fingerprint_part(count: int, rounds: int, against: str) -> dict:
     print(f"  production / at {against}: {median(ratios):.2f}x (median of per-round ratios)")
     return {"against": against, "identical": identical,
             "articles_per_s": {side: round(median(rates[side])) for side in sides},
-            "ratio": round(median(ratios), 2), "numba": numba_part(sets, config, rounds)}
-
-
-# -- fingerprint prototype F6: shingle hashes and MinHash compiled with numba (optional) ------------
-
-def numba_fingerprint() -> Callable[[str, fp.FingerprintConfig], fp.Fingerprint] | None:
-    """F6: production's fingerprint() with xxhash32 of every n-gram and the MinHash in numba loops.
-
-    Not production: numba is not a dependency (about 150 MB with llvmlite, and seconds of JIT
-    compilation per process unless its cache can be written). Measured here so that the choice is
-    made on figures; None when numba is not installed (``pip install numba`` into a scratch target
-    and add it to PYTHONPATH to run it).
-    """
-    try:
-        import numba
-    except ImportError:
-        return None
-    u64 = np.uint64
-    mask = u64(0xFFFFFFFF)
-    p1, p2, p3, p4, p5 = (u64(v) for v in (2654435761, 2246822519, 3266489917, 668265263, 374761393))
-    v1_start, v4_start = u64((2654435761 + 2246822519) & 0xFFFFFFFF), u64(-2654435761 & 0xFFFFFFFF)
-
-    @numba.njit(inline="always")
-    def rotl(x, r):
-        return ((x << u64(r)) | (x >> u64(32 - r))) & mask
-
-    @numba.njit(inline="always")
-    def read32(d, p):
-        return u64(d[p]) | (u64(d[p + 1]) << u64(8)) | (u64(d[p + 2]) << u64(16)) | (u64(d[p + 3]) << u64(24))
-
-    @numba.njit
-    def xxh32(d, start, end):  # XXH32 with seed 0, as xxhash.xxh32_intdigest
-        p = start
-        if end - start >= 16:
-            v1, v2, v3, v4 = v1_start, p2, u64(0), v4_start
-            while p <= end - 16:
-                v1 = (rotl((v1 + read32(d, p) * p2) & mask, 13) * p1) & mask
-                v2 = (rotl((v2 + read32(d, p + 4) * p2) & mask, 13) * p1) & mask
-                v3 = (rotl((v3 + read32(d, p + 8) * p2) & mask, 13) * p1) & mask
-                v4 = (rotl((v4 + read32(d, p + 12) * p2) & mask, 13) * p1) & mask
-                p += 16
-            h = (rotl(v1, 1) + rotl(v2, 7) + rotl(v3, 12) + rotl(v4, 18)) & mask
-        else:
-            h = p5
-        h = (h + u64(end - start)) & mask
-        while p + 4 <= end:
-            h = (rotl((h + read32(d, p) * p3) & mask, 17) * p4) & mask
-            p += 4
-        while p < end:
-            h = (rotl((h + u64(d[p]) * p5) & mask, 11) * p1) & mask
-            p += 1
-        h ^= h >> u64(15)
-        h = (h * p2) & mask
-        h ^= h >> u64(13)
-        h = (h * p3) & mask
-        return h ^ (h >> u64(16))
-
-    @numba.njit
-    def gram_hashes(d, n):  # d: non-word bytes already spaces
-        joined = np.empty(d.shape[0], np.uint8)  # the tokens joined by one space
-        starts = np.empty(d.shape[0] // 2 + 1, np.int64)
-        ends = np.empty(d.shape[0] // 2 + 1, np.int64)
-        k = tokens = i = 0
-        while i < d.shape[0]:
-            while i < d.shape[0] and d[i] == 32:
-                i += 1
-            if i == d.shape[0]:
-                break
-            if tokens:
-                joined[k] = 32
-                k += 1
-            starts[tokens] = k
-            while i < d.shape[0] and d[i] != 32:
-                joined[k] = d[i]
-                k += 1
-                i += 1
-            ends[tokens] = k
-            tokens += 1
-        if tokens == 0:
-            return np.empty(0, np.uint32)
-        count = max(tokens - n + 1, 1)
-        out = np.empty(count, np.uint32)
-        for j in range(count):
-            out[j] = xxh32(joined, starts[j], ends[min(j + n, tokens) - 1])
-        return out
-
-    @numba.njit
-    def minhash(hashes, a, b):
-        mixed = np.empty(hashes.shape[0], np.uint64)
-        for i in range(hashes.shape[0]):
-            h = u64(hashes[i])
-            h ^= h >> u64(16)
-            h = (h * u64(0x85EBCA6B)) & mask
-            h ^= h >> u64(13)
-            h = (h * u64(0xC2B2AE35)) & mask
-            mixed[i] = h ^ (h >> u64(16))
-        signature = np.empty(a.shape[0], np.uint32)
-        for k in range(a.shape[0]):
-            ak, bk, low = u64(a[k]), u64(b[k]), mask
-            for i in range(mixed.shape[0]):
-                low = min(low, (ak * mixed[i] + bk) & mask)
-            signature[k] = low
-        return signature
-
-    def fingerprint(normalised: str, config: fp.FingerprintConfig) -> fp.Fingerprint:
-        if not normalised.isascii() and fp._uses_characters(normalised):
-            return _production_fingerprint(normalised, config)
-        text = normalised if normalised.isascii() else fp._NON_ASCII_NON_WORD.sub(" ", normalised)
-        data = np.frombuffer(text.encode("utf-8").translate(fp._ASCII_NON_WORD_TO_SPACE), dtype=np.uint8)
-        hashes = np.sort(gram_hashes(data, config.word_shingle_size))
-        hashes = hashes[np.concatenate(([True], hashes[1:] != hashes[:-1]))] if len(hashes) else hashes
-        a, b = fp._permutations(config)
-        return fp.Fingerprint(fp.content_hash(normalised), minhash(hashes, a, b), hashes)
-
-    return fingerprint
-
-
-_production_fingerprint = fp.fingerprint
-
-
-def numba_part(sets: dict[str, list], config: fp.FingerprintConfig, rounds: int) -> dict | None:
-    """F6 beside production: identical prepared articles, then prepare_article timed side by side."""
-    started = time.perf_counter()
-    fast = numba_fingerprint()
-    if fast is None:
-        print("F6 (numba): numba is not installed, skipped")
-        return None
-    fast("warm up the compiler", load_settings({}).fingerprint_config())
-    print(f"F6 (numba): compiled in {time.perf_counter() - started:.1f} s")
-
-    def with_fast(articles: list) -> list:
-        prepare_module.fingerprint = fast
-        try:
-            return _prepare_or_error(prepare_module, articles, config)
-        finally:
-            prepare_module.fingerprint = _production_fingerprint
-
-    same = all(not differences(prepare_module, _prepare_or_error(prepare_module, articles, config),
-                               with_fast(articles)) for articles in sets.values())
-    print(f"F6 (numba): {'identical' if same else 'DIFFERENT'} prepared articles on every set")
-    long_articles = sets["700-word corpus"]
-    ratios, stage_ratios = [], []
-    normalised = [normalise_text(clean_text(a.body or "")) for a in long_articles]
-    for r in range(rounds):
-        this = {}
-        for side in (("production", "F6") if r % 2 == 0 else ("F6", "production")):
-            fingerprint = _production_fingerprint if side == "production" else fast
-            prepare_module.fingerprint = fingerprint
-            try:
-                begun = time.process_time()
-                for article in long_articles:
-                    prepare_module.prepare_article(article, config)
-                this[side] = time.process_time() - begun
-                begun = time.process_time()
-                for text in normalised:
-                    fingerprint(text, config)
-                this[side + " stage"] = time.process_time() - begun
-            finally:
-                prepare_module.fingerprint = _production_fingerprint
-        ratios.append(this["production"] / this["F6"])
-        stage_ratios.append(this["production stage"] / this["F6 stage"])
-    print(f"F6 (numba): prepare_article {median(ratios):.2f}x production, fingerprint() alone "
-          f"{median(stage_ratios):.2f}x (medians of per-round ratios)")
-    return {"identical": same, "prepare_ratio": round(median(ratios), 2),
-            "fingerprint_ratio": round(median(stage_ratios), 2)}
+            "ratio": round(median(ratios), 2), "same_fingerprint_identity": same_scheme}
 
 
 # -- matcher: production beside an earlier commit ----------------------------------------------
