@@ -127,11 +127,13 @@ _CHROME_LINE = re.compile("|".join(
 # characters, and cost as much as all the others together, so it only runs on lines that hold the phrase.
 _RIGHTS_RESERVED_PHRASE = "all rights reserved"
 _RIGHTS_RESERVED_LINE = re.compile(rf".{{0,120}}\b{_RIGHTS_RESERVED_PHRASE}\b.{{0,80}}", re.IGNORECASE)
-# Wire datelines at the start of the lead: "WASHINGTON (AP) —", "LONDON, July 2 (Reuters) -".
+# Wire datelines at the start of the lead: "WASHINGTON (AP) —", "LONDON, July 2 (Reuters) -". A
+# lead without the agency is not tried: _DATELINE backtracks there for microseconds, the search is fast.
+_WIRE_AGENCY = re.compile(r"\((?:AP|Reuters|AFP|PA|UPI|Bloomberg|dpa|ANSA|EFE|Xinhua|CNN|IANS|PTI)\)", re.IGNORECASE)
 _DATELINE = re.compile(
     r"^\s*(?:UPDATE\s*\d*\s*[-:]\s*)?[A-Z][A-Za-z.'\- ]{1,40}(?:,\s*[A-Z][A-Za-z.' ]{1,30})?"
     r"(?:,?\s*" + _MONTHS.replace("[a-z]", "[A-Za-z]") + r"\s*\d{1,2})?"
-    r"\s*\((?:AP|Reuters|AFP|PA|UPI|Bloomberg|dpa|ANSA|EFE|Xinhua|CNN|IANS|PTI)\)\s*[-\u2013\u2014:]+\s*",
+    r"\s*" + _WIRE_AGENCY.pattern + r"\s*[-\u2013\u2014:]+\s*",
     re.IGNORECASE,
 )
 
@@ -142,6 +144,7 @@ _DATELINE = re.compile(
 # Photo captions stay: copies of one page carry the same captions, and a gallery page's captions
 # are what ties it to its story (measured on real scrapes: dropping them cost recall).
 _TWEET_SIGNATURE = re.compile(r"^[—–-]\s*.{1,80}\(@\w{1,30}\)\s+\w+\.? \d{1,2}, \d{4}$")
+_DASHES = ("—", "–", "-")  # what a tweet signature starts with (a str test before the regex call)
 _CODE = re.compile(r"\bwindow\.\w|\bfunction\s*\(|_taboola|\bgoogletag\b|\bdocument\.\w")
 _CODE_NEEDLES = ("window.", "function", "_taboola", "googletag", "document.")  # _CODE matches none without one
 _CODE_ENDINGS = ("{", "}", ");")
@@ -158,7 +161,7 @@ def clean_text(body: str) -> str:
     story = _story_paragraphs(paragraphs)
     if not _has_words(story, MIN_STORY_WORDS):
         story = [p for p in paragraphs if not _looks_like_code(p)]
-    if story:
+    if story and _WIRE_AGENCY.search(story[0]):
         story[0] = _DATELINE.sub("", story[0], count=1)
     return "\n\n".join(p for p in story if p)
 
@@ -189,7 +192,7 @@ def _story_paragraphs(paragraphs: list[str]) -> list[str]:
         # The word count, up to MIN_UNPUNCTUATED_WORDS: all the tests below need (split(maxsplit=k)
         # gives min(words, k + 1) parts, without making a list of every word).
         words = len(text.split(maxsplit=MIN_UNPUNCTUATED_WORDS))
-        if _TWEET_SIGNATURE.match(text):
+        if text.startswith(_DASHES) and _TWEET_SIGNATURE.match(text):
             if story and len(story[-1].split()) <= 80:
                 story.pop()  # the tweet this signature signs
             continue

@@ -215,3 +215,27 @@ def test_chrome_first_characters_admit_every_chrome_keyword_in_every_case() -> N
             for variant in variants:
                 assert is_chrome_line(variant) == plain_is_chrome_line(variant), variant
             assert is_chrome_line(line), line
+
+
+AGENCIES = ["AP", "Reuters", "AFP", "PA", "UPI", "Bloomberg", "dpa", "ANSA", "EFE", "Xinhua", "CNN", "IANS", "PTI"]
+DATELINES = st.builds(
+    lambda update, city, date, agency, case, dash: f"{update}{city}{date} ({case(agency)}) {dash} The ferry left.",
+    st.sampled_from(["", "UPDATE 2 - "]), st.sampled_from(["WASHINGTON", "St. John's", "NEW YORK, N.Y.", "Paris"]),
+    st.sampled_from(["", ", July 2", " Sept 14"]), st.sampled_from(AGENCIES),
+    st.sampled_from([str, str.upper, str.lower, lambda a: a.replace("s", "\u017f")]), st.sampled_from(["—", "-", ":"]))
+
+
+@settings(max_examples=300)
+@given(DATELINES | st.lists(st.sampled_from(["WASHINGTON", "London,", "July 2", " ", "(AP)", "(reuters)", "(ap",
+                                             "AP)", "—", "-", "The", "ferry", "(", ")", "\u212a"]),
+                            max_size=12).map(" ".join))
+def test_dateline_needs_a_wire_agency(lead: str) -> None:
+    """clean_text tries _DATELINE only on a lead where _WIRE_AGENCY finds one: never on a lead it would strip."""
+    if normalise._DATELINE.match(lead):
+        assert normalise._WIRE_AGENCY.search(lead)
+
+
+def test_every_agency_dateline_is_stripped() -> None:
+    for agency in AGENCIES:
+        for lead in (f"WASHINGTON ({agency}) — The ferry left.", f"LONDON, July 2 ({agency.upper()}) - Ferries."):
+            assert normalise._WIRE_AGENCY.search(lead) and normalise._DATELINE.match(lead), lead
