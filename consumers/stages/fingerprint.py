@@ -209,7 +209,7 @@ def _word_hashes(words: bytes) -> np.ndarray:
 # B for _word_hashes: xxhash64's first prime, odd (so B**-1 mod 2**64 exists) and 3 mod 4 (so two
 # words that differ by swapping neighbouring bytes never share a hash).
 _BYTE_MULTIPLIER = 0x9E3779B185EBCA87
-_POWERS_KEPT = 1 << 16  # texts up to 64 KB of UTF-8 use one table of B**i (512 KB); longer ones make their own
+_POWERS_KEPT = 1 << 16  # texts up to 64 KB share tables of B**i and B**-i (512 KB each); longer ones make theirs
 
 
 def _byte_powers(count: int) -> tuple[np.ndarray, np.ndarray]:
