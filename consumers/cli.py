@@ -26,6 +26,25 @@ Every setting is an environment variable NEWSDEDUP_<NAME> and a flag --<name>; s
 'newsdedup settings'.
 """
 
+REFINGERPRINT_HELP = """\
+Recompute the stored articles' signatures after the fingerprint identity changed.
+
+When: after an upgrade (or a change of num_perm, seed or a shingle size) that changed the
+fingerprint identity, for which match refuses to start with "stored signatures were made with
+'<old>', this build uses '<new>'". Let match consume what the old prepare sent, then:
+  1. stop every match process: a running matcher holds an index of the old signatures;
+  2. newsdedup db refingerprint     (the app role is enough: it only updates article rows);
+  3. start match: it rebuilds its index from the database.
+
+What: for every stored article whose fingerprint_identity differs from the current settings',
+the stored (cleaned) text is normalised and fingerprinted again, and its signature,
+shingle_hashes, num_shingles and fingerprint_identity are updated in place, --batch-rows rows per
+transaction in primary-key order. Article keys and stories do not change. Rows already at the
+current identity are skipped, so an interrupted run continues when started again. An article
+whose text no longer gives its stored content_hash (normalisation changed) is refused: left
+untouched and reported, and the command exits 1.
+"""
+
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
@@ -68,7 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
     for spec in fields(Settings):
         kind = type(spec.default)
         group.add_argument(flag_name(spec.name), dest=f"setting_{spec.name}", type=kind, default=None,
-                           metavar=kind.__name__.upper(), help=spec.metadata["help"])
+                           # argparse %-formats help texts: a literal % in a setting's help broke every --help
+                           metavar=kind.__name__.upper(), help=spec.metadata["help"].replace("%", "%%"))
 
     parser = argparse.ArgumentParser(prog="newsdedup", description=DESCRIPTION,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -105,11 +125,26 @@ def build_parser() -> argparse.ArgumentParser:
         role.add_argument("--exit-when-idle", type=float, default=None, metavar="SECONDS",
                           help="exit after this long without messages (batch jobs, tests); default: run forever")
 
-    db = command("db", "Database schema: 'upgrade' applies migrations (needs the owner role), 'check' verifies.",
-                 cmd_db)
-    db.add_argument("action", choices=["upgrade", "check"])
-    db.add_argument("--db", dest="url", help="database URL (default: for upgrade migration_database_url, "
-                                             "else database_url; upgrade needs the owner role)")
+    db_help = ("Database: 'upgrade' applies migrations (needs the owner role), 'check' verifies, "
+               "'refingerprint' recomputes stored signatures after the fingerprint identity changed.")
+    db = sub.add_parser("db", help=db_help, description=db_help)
+    # Settings flags only on the actions: argparse copies a sub-parser's defaults (None) over the parent's.
+    actions = db.add_subparsers(dest="action", metavar="ACTION", required=True)
+    for name, help_text in (("upgrade", "Apply the migrations (needs the owner role)."),
+                            ("check", "Verify that the schema is at head.")):
+        action = actions.add_parser(name, help=help_text, description=help_text, parents=[common])
+        action.set_defaults(handler=cmd_db)
+        action.add_argument("--db", dest="url", help="database URL (default: for upgrade migration_database_url, "
+                                                     "else database_url; upgrade needs the owner role)")
+    refingerprint = actions.add_parser("refingerprint", help=REFINGERPRINT_HELP.splitlines()[0],
+                                       description=REFINGERPRINT_HELP, parents=[common],
+                                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    refingerprint.set_defaults(handler=cmd_refingerprint)
+    refingerprint.add_argument("--db", dest="setting_database_url",
+                               metavar="URL", help="database URL (default database_url; the app role is enough)")
+    refingerprint.add_argument("--batch-rows", type=int, default=1000, metavar="N",
+                               help="articles per transaction (default 1000)")
+    refingerprint.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     evaluate = command("eval", "Run embedded mode on a labelled set and score it: pairwise, B-cubed, ARI, "
                                "canonical accuracy, and the worst mistakes.", cmd_eval)
@@ -238,6 +273,36 @@ def cmd_db(args: argparse.Namespace, settings: Settings) -> int:
     url = args.url or settings.database_url
     schema.check_at_head(make_engine(url))
     print(f"{safe_url(url)} is at head ({schema.head_revision()})")
+    return 0
+
+
+def cmd_refingerprint(args: argparse.Namespace, settings: Settings) -> int:
+    import time
+
+    from tqdm import tqdm
+
+    from consumers.storage import schema
+
+    if args.batch_rows < 1:
+        print(f"newsdedup: --batch-rows={args.batch_rows} must be at least 1", file=sys.stderr)
+        return 2
+    store = _store(settings)
+    schema.check_at_head(store.engine)
+    config = settings.fingerprint_config()
+    started = time.perf_counter()
+    identities = store.fingerprint_identities()
+    skipped = identities[config.identity]
+    with tqdm(total=identities.total() - skipped, unit=" articles", disable=args.no_progress, file=sys.stderr,
+              desc="refingerprint") as bar:
+        result = store.refingerprint(config, args.batch_rows, bar.update)
+    print(f"refingerprint to {config.identity}: {result.updated} updated, {skipped} skipped (already at it), "
+          f"{result.refused} refused, {time.perf_counter() - started:.1f} s")
+    if result.refused:
+        print(f"newsdedup: {result.refused} articles were left untouched: their stored text no longer normalises to "
+              f"their stored content_hash (e.g. {', '.join(result.refused_examples)}), so normalisation changed "
+              f"since they were stored, and new fingerprints would change their article keys. match still refuses "
+              f"them: run the build that stored them, or delete and re-ingest those articles", file=sys.stderr)
+        return 1
     return 0
 
 

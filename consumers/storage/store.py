@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import sys
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -23,8 +23,9 @@ from consumers.evaluation import ArticleView
 from consumers.matcher import SAME, Changes, IndexedArticle, Matcher, StoredArticle, Story
 from consumers.prepare import Lineage, PreparedArticle
 from consumers.stages.elect import Contender
-from consumers.stages.fingerprint import array_from_bytes, array_to_bytes
+from consumers.stages.fingerprint import Fingerprint, FingerprintConfig, array_from_bytes, array_to_bytes, fingerprint
 from consumers.stages.match import Similarity
+from consumers.stages.normalise import normalise_text
 from consumers.storage.models import ArticleRow, ConsumerOffsetRow, StoryEventRow, StoryRow
 
 log = logging.getLogger(__name__)
@@ -47,6 +48,18 @@ class ExportRow:
     canonical_input_id: str
     is_canonical: bool
     similarity: float
+
+
+@dataclass(frozen=True, slots=True)
+class RefingerprintResult:
+    updated: int
+    refused: int  # their text no longer gives their stored content hash: left as they were
+    refused_examples: tuple[str, ...]  # the first few refused article keys, for the message
+
+
+def refingerprinted(body: str, config: FingerprintConfig) -> Fingerprint:
+    """The fingerprint ``prepare_article`` makes of a stored body (its cleaned text) under ``config``."""
+    return fingerprint(normalise_text(body), config)
 
 
 class StoryStore:
@@ -132,6 +145,54 @@ class StoryStore:
             "match_partition": match_partition, "stored_at": now, "extra": prepared.metadata,
         }
 
+    def refingerprint(self, config: FingerprintConfig, batch_rows: int = 1000,
+                      on_batch: Callable[[int], None] | None = None) -> RefingerprintResult:
+        """Recompute signature, shingle hashes and shingle count of every article stored under
+        another fingerprint identity than ``config``'s, from its stored text, in place.
+
+        Batches of ``batch_rows`` rows, one transaction each, in primary-key order (keyset paging:
+        neither a million rows in memory nor one long transaction). Rows already at the identity are
+        never read, so a run that was interrupted continues where it stopped when started again.
+        A row whose text no longer gives its stored content hash is refused and left as it was: the
+        content hash is part of the article key, and a different one means normalisation changed,
+        which re-fingerprinting cannot repair. Stories are not re-matched.
+        ``on_batch(rows)`` is told how many rows each batch looked at.
+        """
+        identity = config.identity
+        update_row = (update(ArticleRow)
+                      # Only a row still as we read it: nothing else rewrites fingerprints, but a second
+                      # refingerprint run at the same time must not write twice.
+                      .where(ArticleRow.id == bindparam("b_id"), ArticleRow.fingerprint_identity == bindparam("b_old")))
+        updated, refused, examples = 0, 0, list[str]()
+        last_key = ""  # article keys are hex digests: every one sorts after ""
+        while True:
+            with self.engine.begin() as conn:
+                rows = conn.execute(
+                    select(ArticleRow.id, ArticleRow.body, ArticleRow.content_hash, ArticleRow.fingerprint_identity)
+                    .where(ArticleRow.id > last_key, ArticleRow.fingerprint_identity != identity)
+                    .order_by(ArticleRow.id).limit(batch_rows)
+                ).all()
+                if not rows:
+                    break
+                changes = []
+                for key, body, stored_hash, old_identity in rows:
+                    fp = refingerprinted(body, config)
+                    if fp.content_hash != stored_hash:
+                        refused += 1
+                        if len(examples) < 5:
+                            examples.append(key)
+                        continue
+                    changes.append({"b_id": key, "b_old": old_identity, "signature": array_to_bytes(fp.signature),
+                                    "shingle_hashes": array_to_bytes(fp.shingle_hashes),
+                                    "num_shingles": fp.num_shingles, "fingerprint_identity": identity})
+                if changes:
+                    conn.execute(update_row, changes)
+                updated += len(changes)
+                last_key = rows[-1][0]
+            if on_batch is not None:
+                on_batch(len(rows))
+        return RefingerprintResult(updated, refused, tuple(examples))
+
     # -- reads -------------------------------------------------------------------------------
 
     def ping(self) -> None:
@@ -146,6 +207,13 @@ class StoryStore:
                 chunk = keys[start:start + 1000]
                 found.update(conn.execute(select(ArticleRow.id).where(ArticleRow.id.in_(chunk))).scalars())
         return found
+
+    def fingerprint_identities(self) -> Counter[str]:
+        """How many stored articles carry each fingerprint identity."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(ArticleRow.fingerprint_identity, func.count()).group_by(ArticleRow.fingerprint_identity))
+            return Counter({identity: count for identity, count in rows})
 
     def load_offsets(self, consumer_group: str, topic: str) -> dict[int, int]:
         with self.engine.connect() as conn:
@@ -192,7 +260,7 @@ class StoryStore:
                     if identity != fingerprint_identity:
                         raise ValueError(
                             f"stored signatures were made with {identity!r}, this build uses {fingerprint_identity!r}"
-                            f": re-fingerprint the stored articles or run with the old settings")
+                            f": run `newsdedup db refingerprint` (stop match first) or run with the old settings")
                     source = sys.intern(source)  # a few outlets, millions of rows: one string each
                     by_id[story_id].outlets[source.lower()] += 1
                     counts["articles"] += 1
@@ -205,7 +273,13 @@ class StoryStore:
                     yield StoredArticle(article, np.frombuffer(signature, dtype="<u4"),
                                         np.frombuffer(hashes or b"", dtype="<u4"))
 
-            matcher.load(stories, stored())
+            try:
+                matcher.load(stories, stored())
+            finally:
+                # Close the stream before the connection: psycopg holds the connection's lock while a
+                # stream is open, so the rollback on leaving this block waited forever after an error
+                # (a refused identity hung `match` and `run` instead of reporting it).
+                article_rows.close()
         if counts["without_hashes"]:
             log.warning("stored articles without shingle hashes cannot be matched again",
                         extra={"articles": counts["without_hashes"],
@@ -266,7 +340,7 @@ class StoryStore:
             return result
 
 
-def _streamed(conn: Connection, statement: Select) -> Iterator[tuple]:
+def _streamed(conn: Connection, statement: Select) -> Generator[tuple, None, None]:
     """The statement's rows, one at a time without holding them all, as plain tuples.
 
     On PostgreSQL through psycopg's ``stream`` in binary format (the server sends rows while we
