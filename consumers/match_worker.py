@@ -48,7 +48,7 @@ from consumers.kafka_io import (
 from consumers.lifecycle import StopFlag, Watchdog
 from consumers.matcher import Changes, Matcher
 from consumers.matching import match_batch
-from consumers.prepare import decode_prepared
+from consumers.prepare import decode_prepared, refingerprint
 from consumers.settings import Settings
 from consumers.storage.store import OffsetMark, StoryStore
 from consumers.telemetry import Telemetry
@@ -167,13 +167,22 @@ class MatchWorker(ConsumerRebalanceListener):
         if matcher is None:
             return False  # revoked while the batch was fetched, or stopping: the new owner reads it again
         items, letters = [], []
+        recomputed = 0
         for record in records:
             try:
-                items.append(decode_prepared(record.value))
+                prepared, lineage = decode_prepared(record.value)
+                if prepared.fingerprint_identity != matcher.fingerprint.identity:
+                    prepared = refingerprint(prepared, matcher.fingerprint)
+                    recomputed += 1
+                items.append((prepared, lineage))
             except (ValueError, KeyError, TypeError) as exc:
-                log.warning("unreadable fingerprinted record",
+                log.warning("unusable fingerprinted record",
                             extra={"role": ROLE, "partition": record.partition, "offset": record.offset})
                 letters.append(self._dead_letter(record, f"{type(exc).__name__}: {exc}"))
+        if recomputed:
+            log.warning("records of another fingerprint identity fingerprinted again from their text "
+                        "(prepare and match run different versions or settings)",
+                        extra={"role": ROLE, "partition": partition.partition, "records": recomputed})
         next_offset = records[-1].offset + 1
         mark = OffsetMark(self.settings.match_group, partition.topic, partition.partition, next_offset)
         try:

@@ -11,7 +11,7 @@ import hashlib
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -19,6 +19,7 @@ import numpy as np
 
 from consumers.stages.extract import extract_text
 from consumers.stages.fingerprint import (
+    Fingerprint,
     FingerprintConfig,
     array_from_bytes,
     array_to_bytes,
@@ -116,6 +117,27 @@ class _StageClock:
         result = function(*args)
         self._observe(stage, time.perf_counter() - started)
         return result
+
+
+def fingerprint_text(text: str, config: FingerprintConfig) -> Fingerprint:
+    """The fingerprint ``prepare_article`` makes of an article's cleaned text (``PreparedArticle.text``,
+    the stored body) under ``config``."""
+    return fingerprint(normalise_text(text), config)
+
+
+def refingerprint(prepared: PreparedArticle, config: FingerprintConfig) -> PreparedArticle:
+    """The article with its signature and shingle hashes made under ``config``, recomputed from its text
+    when a prepare of another fingerprint identity made them (an upgrade under way: old records still
+    in the topic, or old prepare workers still running). ValueError if the text no longer normalises
+    to the same content: its key would change."""
+    if prepared.fingerprint_identity == config.identity:
+        return prepared
+    fp = fingerprint_text(prepared.text, config)
+    if fp.content_hash != prepared.content_hash:
+        raise ValueError(f"fingerprinted as {prepared.fingerprint_identity!r}, and its text normalises to other "
+                         f"content under {config.identity!r} (its key would change)")
+    return replace(prepared, signature=fp.signature, shingle_hashes=fp.shingle_hashes,
+                   fingerprint_identity=config.identity)
 
 
 def encode_prepared(prepared: PreparedArticle, lineage: Lineage) -> bytes:

@@ -21,11 +21,10 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from consumers.evaluation import ArticleView
 from consumers.matcher import SAME, Changes, IndexedArticle, Matcher, StoredArticle, Story
-from consumers.prepare import Lineage, PreparedArticle
+from consumers.prepare import Lineage, PreparedArticle, fingerprint_text
 from consumers.stages.elect import Contender
-from consumers.stages.fingerprint import Fingerprint, FingerprintConfig, array_from_bytes, array_to_bytes, fingerprint
+from consumers.stages.fingerprint import FingerprintConfig, array_from_bytes, array_to_bytes
 from consumers.stages.match import Similarity
-from consumers.stages.normalise import normalise_text
 from consumers.storage.models import ArticleRow, ConsumerOffsetRow, StoryEventRow, StoryRow
 
 log = logging.getLogger(__name__)
@@ -55,11 +54,6 @@ class RefingerprintResult:
     updated: int
     refused: int  # their text no longer gives their stored content hash: left as they were
     refused_examples: tuple[str, ...]  # the first few refused article keys, for the message
-
-
-def refingerprinted(body: str, config: FingerprintConfig) -> Fingerprint:
-    """The fingerprint ``prepare_article`` makes of a stored body (its cleaned text) under ``config``."""
-    return fingerprint(normalise_text(body), config)
 
 
 class StoryStore:
@@ -176,7 +170,7 @@ class StoryStore:
                     break
                 changes = []
                 for key, body, stored_hash, old_identity in rows:
-                    fp = refingerprinted(body, config)
+                    fp = fingerprint_text(body, config)
                     if fp.content_hash != stored_hash:
                         refused += 1
                         if len(examples) < 5:

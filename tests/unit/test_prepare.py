@@ -19,6 +19,7 @@ from consumers.prepare import (
     decode_prepared,
     encode_prepared,
     prepare_article,
+    refingerprint,
 )
 from consumers.stages.fingerprint import FingerprintConfig
 from consumers.stages.match import compare
@@ -142,3 +143,23 @@ def test_decode_of_a_truncated_record_raises(make_prepared: Callable[..., Prepar
     raw = encode_prepared(make_prepared("d-1", body(DEPOT)), Lineage("t", 0, 0))
     with pytest.raises(ValueError, match=r"Unterminated string|Expecting"):
         decode_prepared(raw[: len(raw) // 2])
+
+
+def test_refingerprint_remakes_a_record_of_another_identity_as_prepare_would(
+        make_article: Callable[..., Article]) -> None:
+    """What the match role does with a record an older or differently configured prepare made."""
+    article = make_article("rf-1", with_chrome(FERRY))
+    old_config, config = FingerprintConfig(seed=7, num_perm=64), FingerprintConfig()
+    old = prepare_article(article, old_config)
+    assert old.fingerprint_identity != config.identity
+    assert_same_prepared(refingerprint(old, config), prepare_article(article, config))
+    current = prepare_article(article, config)
+    assert refingerprint(current, config) is current
+
+
+def test_refingerprint_refuses_a_text_that_normalises_to_other_content(
+        make_article: Callable[..., Article]) -> None:
+    old = prepare_article(make_article("rf-2", body(DEPOT)), FingerprintConfig(seed=7))
+    changed = dataclasses.replace(old, text=old.text + " One more sentence.")  # as if normalisation had changed
+    with pytest.raises(ValueError, match="its key would change"):
+        refingerprint(changed, FingerprintConfig())
