@@ -90,21 +90,20 @@ def parse_article(raw: bytes, max_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> Art
     except UnicodeDecodeError as exc:
         raise InvalidArticle(INVALID_UTF8, f"byte {exc.start} is not valid UTF-8") from None
     try:
-        obj = json.loads(text, parse_constant=_reject_constant)
+        obj = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
     except RecursionError:
         raise InvalidArticle(MALFORMED_JSON, "JSON nested too deeply") from None
+    except _OutOfRange:
+        # JSON allows numbers beyond float range (1e400 → inf), which cannot be stored: refuse them here.
+        raise InvalidArticle(INVALID_VALUE, "a number is out of range (it overflows to infinity)") from None
     except ValueError as exc:
         raise InvalidArticle(MALFORMED_JSON, str(exc)) from None
     if not isinstance(obj, dict):
         raise InvalidArticle(NOT_AN_OBJECT, f"expected a JSON object, got {type(obj).__name__}")
-    try:
-        # JSON allows escapes of lone surrogates ("\ud800") and numbers beyond float range (1e400 → inf);
-        # neither can be stored, so refuse them here rather than fail later in a stage or the database.
-        json.dumps(obj, ensure_ascii=False, allow_nan=False).encode("utf-8")
-    except UnicodeEncodeError:
-        raise InvalidArticle(INVALID_VALUE, "a string holds a lone surrogate escape, which is no character") from None
-    except ValueError:
-        raise InvalidArticle(INVALID_VALUE, "a number is out of range (it overflows to infinity)") from None
+    # JSON allows escapes of lone surrogates ("\ud800"), which are no characters and cannot be stored.
+    # Only a \uD8xx-\uDFxx escape makes one (raw UTF-8 cannot): the cheap test first.
+    if ("\\ud" in text or "\\uD" in text) and _holds_lone_surrogate(obj):
+        raise InvalidArticle(INVALID_VALUE, "a string holds a lone surrogate escape, which is no character")
     if "\\u0000" in text and _holds_nul(obj):  # the cheap test first; PostgreSQL text cannot hold NUL
         raise InvalidArticle(INVALID_VALUE, "a string holds a NUL character (\\u0000)")
     return article_from_dict(obj)
@@ -253,6 +252,25 @@ def _optional_str(obj: dict[str, Any], name: str) -> str | None:
     if limit is not None and len(value) > limit:
         raise InvalidArticle(INVALID_VALUE, f"field '{name}' is {len(value)} characters, the limit is {limit}")
     return value
+
+
+class _OutOfRange(ValueError):
+    pass
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):
+        raise _OutOfRange(text)
+    return value
+
+
+def _holds_lone_surrogate(obj: object) -> bool:
+    try:
+        json.dumps(obj, ensure_ascii=False).encode("utf-8")  # a pair of surrogate escapes is one character
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 def _reject_constant(name: str) -> float:
