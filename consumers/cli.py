@@ -31,7 +31,8 @@ Recompute the stored articles' signatures after the fingerprint identity changed
 
 When: after an upgrade (or a change of num_perm, seed or a shingle size) that changed the
 fingerprint identity, for which match refuses to start with "stored signatures were made with
-'<old>', this build uses '<new>'". Let match consume what the old prepare sent, then:
+'<old>', this build uses '<new>'" (records in Kafka need nothing: match fingerprints those of
+another identity again from their text). Then:
   1. stop every match process: a running matcher holds an index of the old signatures;
   2. newsdedup db refingerprint     (the app role is enough: it only updates article rows);
   3. start match: it rebuilds its index from the database.
