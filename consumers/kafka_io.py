@@ -154,6 +154,23 @@ def poll(consumer: KafkaConsumer, settings: Settings, stop: StopFlag) -> dict[To
         return {}
 
 
+def joining_group(consumer: KafkaConsumer) -> bool:
+    """True while the consumer waits to (re)join its group although the group's coordinator answers.
+
+    A join takes seconds. kafka-python 3.0.12 can instead stay there for good after a rebalance
+    (a JoinGroup that is never answered, re-awaited by every poll): the loop goes on polling, so the
+    watchdog sees progress, but the role holds no partitions and never will. Roles do not count
+    such polls as progress, so the watchdog restarts them. While no broker answers (the coordinator
+    is unknown), waiting is right: those polls still count. Reads the client's internals (no public
+    API tells); False if they are not there.
+    """
+    coordinator = getattr(consumer, "_coordinator", None)
+    try:
+        return bool(coordinator.need_rejoin()) and not coordinator.coordinator_unknown()  # type: ignore[union-attr]
+    except AttributeError:
+        return False
+
+
 def kafka_connected(consumer: KafkaConsumer) -> bool:
     """True while the consumer holds a live connection to a broker of the cluster.
 

@@ -39,6 +39,7 @@ from consumers.kafka_io import (
     dead_letter,
     deliver,
     ensure_topics,
+    joining_group,
     kafka_connected,
     make_consumer,
     make_producer,
@@ -137,7 +138,8 @@ class MatchWorker(ConsumerRebalanceListener):
         idle = 0
         while not self.stop:
             batch = poll(self.consumer, self.settings, self.stop)
-            self.telemetry.health.tick()
+            if not joining_group(self.consumer):  # a join that never ends is no progress (see joining_group)
+                self.telemetry.health.tick()
             self.telemetry.health.set("kafka", kafka_connected(self.consumer))
             self.telemetry.refresh_lag(self.consumer)
             if not batch:

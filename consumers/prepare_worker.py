@@ -24,6 +24,7 @@ from consumers.kafka_io import (
     dead_letter,
     deliver,
     ensure_topics,
+    joining_group,
     kafka_connected,
     make_consumer,
     make_producer,
@@ -71,7 +72,8 @@ def run_prepare(settings: Settings, stop: StopFlag, max_idle_polls: int | None =
     try:
         while not stop:
             batch = poll(consumer, settings, stop)
-            telemetry.health.tick()
+            if not joining_group(consumer):  # a join that never ends is no progress (see joining_group)
+                telemetry.health.tick()
             telemetry.health.set("kafka", kafka_connected(consumer))
             telemetry.refresh_lag(consumer)
             if not batch:

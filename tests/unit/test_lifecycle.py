@@ -6,6 +6,7 @@ import subprocess
 import sys
 import textwrap
 
+from consumers.kafka_io import joining_group
 from consumers.lifecycle import EXIT_WEDGED, Watchdog
 from consumers.metrics import Health
 
@@ -54,3 +55,28 @@ def test_a_wedged_process_really_exits() -> None:
     """)
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=30)
     assert result.returncode == EXIT_WEDGED, result.stderr
+
+
+class Coordinator:
+    """The two answers of kafka-python's group coordinator that joining_group reads."""
+
+    def __init__(self, rejoin: bool, unknown: bool) -> None:
+        self.rejoin, self.unknown = rejoin, unknown
+
+    def need_rejoin(self) -> bool:
+        return self.rejoin
+
+    def coordinator_unknown(self) -> bool:
+        return self.unknown
+
+
+class Consumer:
+    def __init__(self, coordinator: object) -> None:
+        self._coordinator = coordinator
+
+
+def test_only_a_join_with_an_answering_coordinator_holds_back_the_loops_progress() -> None:
+    assert joining_group(Consumer(Coordinator(rejoin=True, unknown=False)))  # a join under way: no tick
+    assert not joining_group(Consumer(Coordinator(rejoin=False, unknown=False)))  # in the group
+    assert not joining_group(Consumer(Coordinator(rejoin=True, unknown=True)))  # no broker answers: waiting is right
+    assert not joining_group(Consumer(object()))  # other client internals: never hold back
