@@ -12,7 +12,7 @@ from kafka.admin import NewTopic
 from kafka.consumer.fetcher import ConsumerRecord
 from kafka.errors import KafkaError, MessageSizeTooLargeError, RecordListTooLargeError, TopicAlreadyExistsError
 from kafka.producer.future import FutureRecordMetadata
-from kafka.structs import TopicPartition
+from kafka.structs import MemberState, TopicPartition
 
 from consumers.lifecycle import StopFlag
 from consumers.settings import Settings
@@ -155,18 +155,18 @@ def poll(consumer: KafkaConsumer, settings: Settings, stop: StopFlag) -> dict[To
 
 
 def joining_group(consumer: KafkaConsumer) -> bool:
-    """True while the consumer waits to (re)join its group although the group's coordinator answers.
+    """True while the consumer is outside a settled group membership although a broker answers.
 
-    A join takes seconds. kafka-python 3.0.12 can instead stay there for good after a rebalance
-    (a JoinGroup that is never answered, re-awaited by every poll): the loop goes on polling, so the
-    watchdog sees progress, but the role holds no partitions and never will. Roles do not count
-    such polls as progress, so the watchdog restarts them. While no broker answers (the coordinator
-    is unknown), waiting is right: those polls still count. Reads the client's internals (no public
-    API tells); False if they are not there.
+    A join takes seconds. kafka-python 3.0.12 can instead stay outside its group for good after a
+    rebalance (partitions revoked, never assigned again, polls going on): the watchdog saw progress
+    and the role held nothing. Roles do not count such polls as progress, so the watchdog restarts
+    them. While no broker answers, waiting is right: those polls still count. Reads the client's
+    internals (no public API tells); False if they are not there.
     """
     coordinator = getattr(consumer, "_coordinator", None)
     try:
-        return bool(coordinator.need_rejoin()) and not coordinator.coordinator_unknown()  # type: ignore[union-attr]
+        unsettled = coordinator.state != MemberState.STABLE or coordinator.need_rejoin()  # type: ignore[union-attr]
+        return bool(unsettled) and kafka_connected(consumer)
     except AttributeError:
         return False
 

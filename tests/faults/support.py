@@ -433,6 +433,11 @@ class Harness:
         self._liveness_stall = stall
         self._start_supervisor()
 
+    def restart_wedged(self) -> None:
+        """Start a role again when it exits by its watchdog (code 70), as compose's restart policy would; a
+        role that dies otherwise stays dead (the test sees it)."""
+        self._start_supervisor()
+
     def supervise(self) -> None:
         """Restart roles that die on their own, as systemd or Kubernetes would; ``self.restarts`` lists them."""
         self._restart_crashed = True

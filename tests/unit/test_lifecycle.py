@@ -5,6 +5,9 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+import types
+
+from kafka.structs import MemberState
 
 from consumers.kafka_io import joining_group
 from consumers.lifecycle import EXIT_WEDGED, Watchdog
@@ -58,25 +61,36 @@ def test_a_wedged_process_really_exits() -> None:
 
 
 class Coordinator:
-    """The two answers of kafka-python's group coordinator that joining_group reads."""
+    """What joining_group reads of kafka-python's group coordinator."""
 
-    def __init__(self, rejoin: bool, unknown: bool) -> None:
-        self.rejoin, self.unknown = rejoin, unknown
+    def __init__(self, state: str, rejoin: bool = False) -> None:
+        self.state, self.rejoin = state, rejoin
 
     def need_rejoin(self) -> bool:
         return self.rejoin
 
-    def coordinator_unknown(self) -> bool:
-        return self.unknown
+
+class Client:
+    def __init__(self, connected: bool) -> None:
+        self.is_connected = connected
+        self.cluster = self
+
+    def brokers(self) -> list[object]:
+        return [types.SimpleNamespace(node_id=1)]
+
+    def connected(self, node_id: int) -> bool:
+        return self.is_connected
 
 
 class Consumer:
-    def __init__(self, coordinator: object) -> None:
-        self._coordinator = coordinator
+    def __init__(self, coordinator: object, connected: bool = True) -> None:
+        self._coordinator, self._client = coordinator, Client(connected)
 
 
-def test_only_a_join_with_an_answering_coordinator_holds_back_the_loops_progress() -> None:
-    assert joining_group(Consumer(Coordinator(rejoin=True, unknown=False)))  # a join under way: no tick
-    assert not joining_group(Consumer(Coordinator(rejoin=False, unknown=False)))  # in the group
-    assert not joining_group(Consumer(Coordinator(rejoin=True, unknown=True)))  # no broker answers: waiting is right
+def test_only_an_unsettled_membership_with_a_broker_answering_holds_back_the_loops_progress() -> None:
+    assert joining_group(Consumer(Coordinator(MemberState.REBALANCING)))  # outside the group: no tick
+    assert joining_group(Consumer(Coordinator(MemberState.UNJOINED)))
+    assert joining_group(Consumer(Coordinator(MemberState.STABLE, rejoin=True)))  # revoked, join not sent yet
+    assert not joining_group(Consumer(Coordinator(MemberState.STABLE)))  # in the group (a standby too)
+    assert not joining_group(Consumer(Coordinator(MemberState.REBALANCING), connected=False))  # no broker: wait
     assert not joining_group(Consumer(object()))  # other client internals: never hold back
