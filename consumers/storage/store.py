@@ -20,7 +20,7 @@ from sqlalchemy import Connection, Engine, Select, bindparam, func, insert, sele
 from sqlalchemy.dialects import postgresql, sqlite
 
 from consumers.evaluation import ArticleView
-from consumers.matcher import SAME, Changes, IndexedArticle, Matcher, StoredArticle, Story
+from consumers.matcher import SAME, ArticleState, Changes, IndexedArticle, Matcher, StoredArticle, Story
 from consumers.prepare import Lineage, PreparedArticle, fingerprint_text
 from consumers.stages.elect import Contender
 from consumers.stages.fingerprint import FingerprintConfig, array_from_bytes, array_to_bytes
@@ -86,12 +86,8 @@ class StoryStore:
                 ])
             moved = sorted(changes.dirty_articles - new_keys)
             if moved:
-                conn.execute(update(ArticleRow).where(ArticleRow.id == bindparam("b_id")), [
-                    {"b_id": key, "story_id": matcher.articles[key].story_id,
-                     "similarity": matcher.articles[key].similarity.jaccard,
-                     "containment": matcher.articles[key].similarity.containment}
-                    for key in moved
-                ])
+                conn.execute(update(ArticleRow).where(ArticleRow.id == bindparam("b_id")),
+                             [self._moved_values(key, matcher.articles[key]) for key in moved])
             if changes.events:
                 conn.execute(insert(StoryEventRow), [
                     {"story_id": e.story_id, "kind": e.kind, "article_id": e.article_key, "reason": e.reason,
@@ -121,7 +117,13 @@ class StoryStore:
         }
 
     @staticmethod
-    def _article_values(prepared: PreparedArticle, lineage: Lineage, indexed: IndexedArticle,
+    def _moved_values(key: str, state: ArticleState) -> dict:
+        # One lookup per article: Matcher.articles builds its state from the columns on each access.
+        return {"b_id": key, "story_id": state.story_id, "similarity": state.similarity.jaccard,
+                "containment": state.similarity.containment}
+
+    @staticmethod
+    def _article_values(prepared: PreparedArticle, lineage: Lineage, indexed: ArticleState,
                         match_partition: int, now: datetime) -> dict:
         return {
             "id": prepared.key, "story_id": indexed.story_id, "input_id": prepared.input_id,
