@@ -119,10 +119,13 @@ class _StageClock:
         return result
 
 
-def fingerprint_text(text: str, config: FingerprintConfig) -> Fingerprint:
-    """The fingerprint ``prepare_article`` makes of an article's cleaned text (``PreparedArticle.text``,
-    the stored body) under ``config``."""
-    return fingerprint(normalise_text(text), config)
+def fingerprint_again(text: str, content_hash: str, config: FingerprintConfig) -> Fingerprint | None:
+    """The fingerprint ``prepare_article`` makes under ``config`` of an article's cleaned text
+    (``PreparedArticle.text``, the stored body), or None if the text no longer normalises to
+    ``content_hash``: normalisation changed since, and the article key (made from that hash) would
+    change with it, which a new fingerprint cannot repair."""
+    fp = fingerprint(normalise_text(text), config)
+    return fp if fp.content_hash == content_hash else None
 
 
 def refingerprint(prepared: PreparedArticle, config: FingerprintConfig) -> PreparedArticle:
@@ -132,8 +135,8 @@ def refingerprint(prepared: PreparedArticle, config: FingerprintConfig) -> Prepa
     to the same content: its key would change."""
     if prepared.fingerprint_identity == config.identity:
         return prepared
-    fp = fingerprint_text(prepared.text, config)
-    if fp.content_hash != prepared.content_hash:
+    fp = fingerprint_again(prepared.text, prepared.content_hash, config)
+    if fp is None:
         raise ValueError(f"fingerprinted as {prepared.fingerprint_identity!r}, and its text normalises to other "
                          f"content under {config.identity!r} (its key would change)")
     return replace(prepared, signature=fp.signature, shingle_hashes=fp.shingle_hashes,

@@ -21,7 +21,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from consumers.evaluation import ArticleView
 from consumers.matcher import SAME, ArticleState, Changes, IndexedArticle, Matcher, StoredArticle, Story
-from consumers.prepare import Lineage, PreparedArticle, fingerprint_text
+from consumers.prepare import Lineage, PreparedArticle, fingerprint_again
 from consumers.stages.elect import Contender
 from consumers.stages.fingerprint import FingerprintConfig, array_from_bytes, array_to_bytes
 from consumers.stages.match import Similarity
@@ -172,8 +172,8 @@ class StoryStore:
                     break
                 changes = []
                 for key, body, stored_hash, old_identity in rows:
-                    fp = fingerprint_text(body, config)
-                    if fp.content_hash != stored_hash:
+                    fp = fingerprint_again(body, stored_hash, config)
+                    if fp is None:
                         refused += 1
                         if len(examples) < 5:
                             examples.append(key)
