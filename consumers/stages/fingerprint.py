@@ -23,6 +23,8 @@ from typing import AnyStr
 import numpy as np
 from datasketch import MinHash
 
+from consumers.stages.normalise import non_ascii
+
 SCHEME = "affine32"  # datasketch 2.x scheme; signatures from different schemes never compare
 # How shingles are hashed, in the identity: "unitmix2" is unit hashes combined by _combine ("xxh32" was
 # xxhash32 of each joined n-gram, "unitmix1" xxh3_64 word hashes); hashes from different schemes never compare.
@@ -37,7 +39,6 @@ _NON_ASCII_NON_WORD = re.compile(r"[^\x00-\x7f\w]")
 _ASCII_NON_WORD_TO_SPACE = bytes(
     byte if byte >= 0x80 or chr(byte).isalnum() or byte == ord("_") else ord(" ") for byte in range(256)
 )
-_ASCII_BYTES = bytes(range(0x80))
 _NO_SPACE_SCRIPTS = re.compile(
     r"[\u0e00-\u0eff\u1000-\u109f\u1780-\u17ff\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]"
 )
@@ -105,10 +106,9 @@ def _word_bytes(text: str) -> bytes:
     """The text's UTF-8 with every non-word character a space: its words are what is between spaces."""
     data = text.encode("utf-8")
     if not text.isascii():
-        # Only non-ASCII characters can be non-word characters the table misses. Deleting the
-        # ASCII bytes leaves them alone (whole UTF-8 sequences), a few dozen to check instead of
-        # running the regex over the whole text.
-        others = _NON_ASCII_NON_WORD.findall(data.translate(None, _ASCII_BYTES).decode("utf-8"))
+        # Only non-ASCII characters can be non-word characters the table misses: a few dozen to
+        # check instead of running the regex over the whole text.
+        others = _NON_ASCII_NON_WORD.findall(non_ascii(text, data))
         if others:
             for char in set(others):
                 text = text.replace(char, " ")
@@ -332,7 +332,7 @@ def _uses_characters(text: str) -> bool:
     if text.isascii():
         return False
     sample = text[:2000]
-    # Counted among the sample's non-ASCII characters alone (its UTF-8 without the ASCII bytes): in
-    # text with a few accents or a pound sign, a few characters to search instead of 2,000.
-    hits = len(_NO_SPACE_SCRIPTS.findall(sample.encode("utf-8").translate(None, _ASCII_BYTES).decode("utf-8")))
+    # Counted among the sample's non-ASCII characters alone: in text with a few accents or a pound
+    # sign, a few characters to search instead of 2,000.
+    hits = len(_NO_SPACE_SCRIPTS.findall(non_ascii(sample)))
     return hits > 0 and hits * 3 >= sum(1 for ch in sample if ch.isalpha())

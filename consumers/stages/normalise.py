@@ -279,15 +279,20 @@ def _casefold(text: str) -> str:
     return text
 
 
-def _non_ascii_characters(text: str, data: bytes | None = None) -> set[str]:
-    """The distinct non-ASCII characters of ``text`` (``data``: its UTF-8, when at hand).
+def non_ascii(text: str, data: bytes | None = None) -> str:
+    """The non-ASCII characters of ``text``, in order (``data``: its UTF-8, when at hand).
 
-    Deleting the ASCII bytes from the UTF-8 leaves whole sequences of the others, usually a few
-    dozen: a set of those instead of a set of every character.
+    Deleting the ASCII bytes from the UTF-8 leaves whole sequences of the others: in news text a
+    few dozen characters to look at instead of thousands.
     """
     if data is None:
         data = text.encode("utf-8")
-    return set(data.translate(None, _ASCII_BYTES).decode("utf-8"))
+    return data.translate(None, _ASCII_BYTES).decode("utf-8")
+
+
+def _non_ascii_characters(text: str, data: bytes | None = None) -> set[str]:
+    """The distinct non-ASCII characters of ``text`` (see ``non_ascii``)."""
+    return set(non_ascii(text, data))
 
 
 def _collapse_spaces(data: bytes) -> bytes:
