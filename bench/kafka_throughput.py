@@ -59,11 +59,10 @@ def count_articles(engine) -> int:  # type: ignore[no-untyped-def]
         return conn.execute(text("SELECT count(*) FROM articles")).scalar_one()
 
 
-def startup_cpu(cli: list[str], env: dict[str, str], cwd: Path) -> dict[str, float]:
-    """CPU seconds a prepare and a match process spend to start, join an empty topic and stop again
-    (the same topics, other groups): what the measured roles spend besides their articles."""
-    probes = {name: subprocess.Popen([*cli, name, "--exit-when-idle", "2"], env=env, stderr=subprocess.DEVNULL,
-                                     cwd=cwd) for name in ("prepare", "match")}
+def probe_cpu(commands: dict[str, list[str]], env: dict[str, str], cwd: Path) -> dict[str, float]:
+    """CPU seconds each command spends, run side by side to its end."""
+    probes = {name: subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=cwd)
+              for name, command in commands.items()}
     spent = {}
     for name, probe in probes.items():
         _, status, usage = os.wait4(probe.pid, 0)
@@ -72,13 +71,16 @@ def startup_cpu(cli: list[str], env: dict[str, str], cwd: Path) -> dict[str, flo
     return spent
 
 
+def startup_cpu(cli: list[str], env: dict[str, str], cwd: Path) -> dict[str, float]:
+    """CPU seconds a prepare and a match process spend to start, join an empty topic and stop again
+    (the same topics, other groups): what the measured roles spend besides their articles."""
+    return probe_cpu({name: [*cli, name, "--exit-when-idle", "2"] for name in ("prepare", "match")}, env, cwd)
+
+
 def ingest_startup_cpu(cli: list[str], env: dict[str, str], cwd: Path) -> float:
     """CPU seconds ``newsdedup ingest`` spends on an empty file: start, connect, flush, stop."""
     with tempfile.NamedTemporaryFile(suffix=".jsonl") as empty:
-        probe = subprocess.Popen([*cli, "ingest", empty.name, "--no-progress"], env=env,
-                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=cwd)
-        _, _, usage = os.wait4(probe.pid, 0)
-    return usage.ru_utime + usage.ru_stime
+        return probe_cpu({"ingest": [*cli, "ingest", empty.name, "--no-progress"]}, env, cwd)["ingest"]
 
 
 def peak_rss_mb(pid: int) -> float:
