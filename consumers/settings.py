@@ -4,7 +4,8 @@ Every field is read from an environment variable ``NEWSDEDUP_<NAME>`` and can be
 the command-line flag ``--<name-with-dashes>``. The README's settings table is generated from
 this declaration (``newsdedup settings --markdown``) and a test keeps the two equal.
 Unknown ``NEWSDEDUP_*`` variables are refused, so a misspelt setting fails loudly; the prefix
-``NEWSDEDUP_TEST_`` is reserved for the test suite and ignored here.
+``NEWSDEDUP_TEST_`` is reserved for the test suite, and the variables of ``scripts/`` (SCRIPT_VARIABLES)
+are theirs: both are ignored here.
 """
 
 from __future__ import annotations
@@ -21,6 +22,11 @@ from consumers.stages.match import MatchConfig
 
 ENV_PREFIX = "NEWSDEDUP_"
 RESERVED_PREFIXES = ("NEWSDEDUP_TEST_",)
+# Read by scripts/services.sh, prometheus.sh and test.sh, not by the service: a user who sets one
+# (NEWSDEDUP_KEEP_SERVICES=1 bash scripts/test.sh) must not make every newsdedup command refuse to start.
+SCRIPT_VARIABLES = frozenset(ENV_PREFIX + name for name in (
+    "KEEP_SERVICES", "CACHE_DIR", "RUN_DIR", "PG_RUN_DIR", "START_TIMEOUT", "KAFKA_PORT", "KAFKA_CONTROLLER_PORT",
+    "PG_PORT", "PG_OWNER_PASSWORD", "PG_APP_PASSWORD", "PROMETHEUS_TIMEOUT"))
 SECRET = "secret"
 
 
@@ -150,7 +156,7 @@ def load_settings(environ: Mapping[str, str] | None = None, overrides: Mapping[s
     known = {f.name: f for f in fields(Settings)}
     unknown = sorted(
         key for key in environ
-        if key.startswith(ENV_PREFIX) and not key.startswith(RESERVED_PREFIXES)
+        if key.startswith(ENV_PREFIX) and not key.startswith(RESERVED_PREFIXES) and key not in SCRIPT_VARIABLES
         and key[len(ENV_PREFIX):].lower() not in known
     )
     if unknown:

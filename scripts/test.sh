@@ -4,9 +4,12 @@
 #   bash scripts/test.sh [PYTEST ARGS...]
 #
 # 1. a virtualenv in .venv with the project and its dev tools (pip, from PyPI);
-# 2. Kafka and PostgreSQL on 127.0.0.1 through scripts/services.sh (installs Java, Maven and
+# 2. the tools the tests run: Prometheus and promtool (scripts/prometheus.sh, Debian's package) and the
+#    Compose plugin that checks docker-compose.yml without an engine (scripts/compose.sh);
+# 3. Kafka and PostgreSQL on 127.0.0.1 through scripts/services.sh (installs Java, Maven and
 #    PostgreSQL with apt-get when missing; Kafka's jars come from Maven Central);
-# 3. ruff, then pytest: unit tests and integration tests against those services.
+# 4. ruff, then pytest: unit tests and integration tests against those services.
+# Every step installs what is missing, so a fresh machine needs nothing beforehand but Python 3.11.
 # Services are stopped at the end unless NEWSDEDUP_KEEP_SERVICES=1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,6 +26,10 @@ fi
 say "installing the project and its dev tools into .venv"
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -e '.[dev]'
+
+say "installing the test tools (Prometheus, promtool, the Compose plugin) where missing"
+bash scripts/prometheus.sh install
+bash scripts/compose.sh install
 
 say "starting services"
 settings=$(bash scripts/services.sh up) && eval "$settings"

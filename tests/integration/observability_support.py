@@ -128,7 +128,12 @@ class Prometheus:
 
 @contextmanager
 def running_prometheus(config: Path, data: Path) -> Iterator[Prometheus]:
-    """Prometheus on a free loopback port (scripts/prometheus.sh run), stopped on exit."""
+    """Prometheus on a free loopback port (scripts/prometheus.sh run), stopped on exit; installed first
+    where missing (the install is idempotent), so no test relies on a machine set up by hand."""
+    installed = subprocess.run(["bash", "scripts/prometheus.sh", "install"], cwd=ROOT, capture_output=True,
+                               text=True, timeout=600, check=False)
+    if installed.returncode != 0:
+        raise AssertionError(f"scripts/prometheus.sh install failed:\n{installed.stderr[-3000:]}")
     port = free_port()
     started = subprocess.run(["bash", "scripts/prometheus.sh", "run", str(config), str(port), str(data)],
                              cwd=ROOT, capture_output=True, text=True, timeout=90, check=False)

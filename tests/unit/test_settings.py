@@ -3,11 +3,21 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 
-from consumers.settings import Settings, env_name, flag_name, load_settings, replace, settings_markdown
+from consumers.settings import (
+    SCRIPT_VARIABLES,
+    Settings,
+    env_name,
+    flag_name,
+    load_settings,
+    replace,
+    settings_markdown,
+)
 from consumers.stages.fingerprint import FingerprintConfig
 from consumers.stages.match import MatchConfig
 
@@ -66,6 +76,16 @@ def test_test_prefix_and_other_variables_are_ignored() -> None:
         "KAFKA_BOOTSTRAP_SERVERS": "elsewhere:9092",
     })
     assert settings == Settings()
+
+
+def test_the_scripts_variables_are_ignored_and_all_of_them_are_listed() -> None:
+    """A variable the scripts read (NEWSDEDUP_KEEP_SERVICES=1 bash scripts/test.sh) reaches every newsdedup
+    command the tests start; each one the scripts read must be listed, or those commands refuse to start."""
+    assert load_settings({"NEWSDEDUP_KEEP_SERVICES": "1", "NEWSDEDUP_PG_PORT": "5"}) == Settings()
+    scripts = Path(__file__).resolve().parents[2] / "scripts"
+    read = {name for path in scripts.glob("*.sh") for name in re.findall(r"\$\{?(NEWSDEDUP_[A-Z_]+)", path.read_text())}
+    settings = {env_name(f.name) for f in dataclasses.fields(Settings)}
+    assert read - settings - SCRIPT_VARIABLES == set()
 
 
 def test_overrides_win_over_the_environment() -> None:
