@@ -113,6 +113,9 @@ def make_consumer(settings: Settings, group_id: str) -> KafkaConsumer:
         group_id=group_id,
         enable_auto_commit=False,  # offsets are committed after the results are safe
         auto_offset_reset="earliest",
+        # Records of an aborted transaction are never stored, and those of an open one wait for its commit:
+        # producers in the wild (Java, librdkafka) write transactionally.
+        isolation_level="read_committed",
         max_poll_records=settings.batch_max_messages,
         session_timeout_ms=settings.session_timeout_ms,
         heartbeat_interval_ms=max(100, settings.session_timeout_ms // 4),

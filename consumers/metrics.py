@@ -100,6 +100,13 @@ class Metrics:
         self.lag_seconds = Gauge("newsdedup_consumer_lag_seconds", "Age of the last record processed while behind "
                                  "the end of the partition; 0 when caught up.", ["role", "topic", "partition"],
                                  registry=r)
+        self.undecodable_batches = Counter(
+            "newsdedup_undecodable_batches", "Record batches the Kafka client could not decode (unknown codec, corrupt "
+            "batch, any error while parsing a fetch); the partition is paused, nothing is skipped.",
+            ["role", "topic", "partition"], registry=r)
+        self.blocked_partitions = Gauge("newsdedup_blocked_partitions", "Partitions paused on a record batch this "
+                                        "process cannot decode (it exits after undecodable_hold_seconds).",
+                                        ["role"], registry=r)
         self.last_processed = Gauge("newsdedup_last_processed_timestamp_seconds", "Unix time of the last record "
                                     "processed (the start time until then).", ["role"], registry=r)
         self.ready = Gauge("newsdedup_ready", "1 when /readyz answers ready.", ["role"], registry=r)
@@ -117,6 +124,7 @@ class Metrics:
                         self.canonical_changes, self.story_merges):
             counter.labels(role=role)
         self.assigned_partitions.labels(role=role).set(0)
+        self.blocked_partitions.labels(role=role).set(0)
         self.last_processed.labels(role=role).set(time.time())
         self.ready.labels(role=role).set(0)
 

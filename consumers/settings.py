@@ -103,6 +103,10 @@ class Settings:
     watchdog_seconds: float = setting(
         300.0, "A role exits (code 70) when its loop made no progress for this long, so that its supervisor "
         "restarts it (a wedged Kafka client); 0: never. Keep it above the longest index rebuild.")
+    undecodable_hold_seconds: float = setting(
+        60.0, "A role that fetches a record batch its Kafka client cannot decode (unknown codec, corrupt batch) "
+        "pauses that partition, fails /readyz and counts it in newsdedup_undecodable_batches_total, keeps the other "
+        "partitions moving for this long, then exits (code 65) for its supervisor; nothing is skipped.")
 
     def __post_init__(self) -> None:
         self.match_config().check(self.fingerprint_config())
