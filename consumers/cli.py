@@ -74,8 +74,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:
         from sqlalchemy.exc import SQLAlchemyError
 
+        from consumers.fetch_guard import EXIT_UNDECODABLE, UndecodableBatchError
         from consumers.storage.schema import SchemaNotReady
 
+        if isinstance(exc, UndecodableBatchError):  # logged in full when found; the supervisor sees the code
+            print(f"newsdedup: {exc}", file=sys.stderr)
+            return EXIT_UNDECODABLE
         if isinstance(exc, SchemaNotReady | SQLAlchemyError):
             print(f"newsdedup: database error: {_first_line(exc)}", file=sys.stderr)
             return 1
@@ -100,13 +104,17 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(handler=handler)
         return p
 
-    run = command("run", "Embedded mode: deduplicate a JSONL file into a database (SQLite by default).", cmd_run)
-    run.add_argument("--input", required=True, help="JSONL file of articles, or - for stdin")
+    run = command("run", "Embedded mode: deduplicate a JSONL file, a folder of .json/.html files or stdin into a "
+                         "database (SQLite by default).", cmd_run)
+    run.add_argument("--input", required=True, metavar="PATH",
+                     help="a JSONL file of articles, a folder of .json/.html files, or - for stdin")
     run.add_argument("--db", dest="setting_database_url", help="database URL (default sqlite:///newsdedup.db)")
     run.add_argument("--export", help="write one JSON line per article: id, story_id, canonical_id, ...")
-    run.add_argument("--dead-letters", help="write rejected lines here as JSONL (line, reason, detail, raw)")
+    run.add_argument("--dead-letters", help="write rejected records here as JSONL (line, or file for a folder; "
+                                            "reason, detail, raw)")
     run.add_argument("--top", type=int, default=5, help="how many of the largest stories to show (default 5)")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _add_page_options(run)
 
     export = command("export", "Write one JSON line per stored article (the same format as run --export).",
                      cmd_export)
@@ -116,6 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
     ingest = command("ingest", "Validate articles and send them to the raw topic.", cmd_ingest)
     ingest.add_argument("path", help="a JSONL file, a folder of .json/.html files, or - for stdin")
     ingest.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _add_page_options(ingest)
 
     for name, help_text, handler in (
         ("prepare", "Service role: raw articles → fingerprinted records (stateless, scale out).", cmd_prepare),
@@ -169,6 +178,48 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
             if key.startswith("setting_") and value is not None}
 
 
+def _add_page_options(parser: argparse.ArgumentParser) -> None:
+    """run's and ingest's options for .html pages (in a folder) that name no URL or no date."""
+    from ingest import sources
+
+    def checked(parse: Any) -> Any:
+        def check(text: str) -> Any:
+            try:
+                return parse(text)
+            except ValueError as exc:  # argparse prints an ArgumentTypeError's message, not a ValueError's
+                raise argparse.ArgumentTypeError(str(exc)) from None
+
+        return check
+
+    pages = parser.add_argument_group(
+        "pages of a folder that name no URL or date (without these they are refused; what a page names wins)")
+    pages.add_argument("--url-map", metavar="FILE",
+                       help="CSV (columns file,url,published_at; header optional) or JSONL ({\"file\": ..., "
+                            "\"url\": ..., \"published_at\": ...}) giving pages, by their path relative to the "
+                            "folder, a URL and/or a publication time")
+    pages.add_argument("--base-url", metavar="URL", type=checked(sources.parse_base_url),
+                       help="a page with no URL of its own or in --url-map gets URL + its path relative to the "
+                            "folder (https://archive.example/ makes https://archive.example/2024/a.html)")
+    pages.add_argument("--default-published-at", metavar="mtime|TIME", type=checked(sources.parse_default_published_at),
+                       help="a page with no date of its own or in --url-map gets this: 'mtime' (the file's "
+                            "modification time) or an ISO 8601 time with a zone (2024-07-01T00:00:00Z)")
+
+
+def _page_fallbacks(path: str, args: argparse.Namespace) -> Any:
+    """The page options as ingest.sources.PageFallbacks, checked against the source (OSError or ValueError)."""
+    from ingest import sources
+
+    url_map = sources.load_url_map(args.url_map) if args.url_map else {}
+    fallbacks = sources.PageFallbacks(url_map, args.base_url, args.default_published_at)
+    sources.check_source(path, fallbacks)
+    unmatched = sources.map_rows_without_page(path, url_map) if url_map else []
+    if unmatched:
+        print(f"newsdedup: warning: {len(unmatched)} rows of --url-map name no .html file under {path} (e.g. "
+              f"{', '.join(repr(name) for name in unmatched[:3])}); their names must be paths relative to {path}",
+              file=sys.stderr)
+    return fallbacks
+
+
 # -- commands ------------------------------------------------------------------------------------
 
 
@@ -177,36 +228,45 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
 
     from tqdm import tqdm
 
-    from consumers.embedded import Rejection, run_embedded
+    from consumers.embedded import Rejection, run_source
     from consumers.report import print_run_summary
     from consumers.storage import schema
     from consumers.telemetry import Telemetry
+    from ingest.sources import count_records, read_source, source_name
 
+    try:  # before the database is made: a wrong path must leave nothing behind
+        records = read_source(args.input, _page_fallbacks(args.input, args))
+    except (OSError, ValueError) as exc:
+        print(f"newsdedup: {exc}", file=sys.stderr)
+        return 2
+    name = source_name(args.input)
     store = _store(settings)
     if schema.current_revision(store.engine) != schema.head_revision():
         schema.upgrade(store.engine)  # embedded mode owns its database
+    examples: list[str] = []  # a few rejected records, with where they came from
     with ExitStack() as stack:
-        if args.input == "-":
-            source, total = sys.stdin.buffer, None
-        else:
-            with Path(args.input).open("rb") as counting:
-                total = sum(1 for line in counting if line.strip())
-            source = stack.enter_context(Path(args.input).open("rb"))
         dead = stack.enter_context(Path(args.dead_letters).open("w", encoding="utf-8")) if args.dead_letters else None
 
         def on_reject(rejection: Rejection) -> None:
+            where = {"line": rejection.line} if rejection.line is not None else {"file": rejection.file}
+            if len(examples) < 5:
+                examples.append(f"{rejection.file or f'{name}:{rejection.line}'}: {rejection.reason}: "
+                                f"{rejection.detail}")
             if dead:
-                dead.write(json.dumps({"line": rejection.line, "reason": rejection.reason, "detail": rejection.detail,
-                                       "raw": rejection.raw.decode("utf-8", "replace")}) + "\n")
+                raw = rejection.raw.decode("utf-8", "replace") if rejection.raw is not None else None
+                dead.write(json.dumps({**where, "reason": rejection.reason, "detail": rejection.detail,
+                                       "raw": raw}) + "\n")
 
-        bar = stack.enter_context(tqdm(total=total, unit=" articles", disable=args.no_progress, file=sys.stderr,
-                                       desc="run"))
+        bar = stack.enter_context(tqdm(total=count_records(args.input), unit=" articles", disable=args.no_progress,
+                                       file=sys.stderr, desc="run"))
         telemetry = Telemetry(settings, "embedded")
         stack.callback(telemetry.close)
-        summary = run_embedded(source, Path(args.input).name, settings, store, on_reject, bar.update, telemetry)
+        summary = run_source(records, name, settings, store, on_reject, bar.update, telemetry)
     if args.export:
         _write_export(store, args.export)
     print_run_summary(summary, store, args.top, args.export)
+    if examples:
+        print("rejected, e.g.:" + "".join(f"\n  {example}" for example in examples))
     return 0
 
 
@@ -225,16 +285,24 @@ def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
     from ingest.cli import ingest
     from ingest.producer import ArticleProducer, DeliveryError
 
+    try:  # before Kafka is asked anything: a wrong path fails fast
+        fallbacks = _page_fallbacks(args.path, args)
+    except (OSError, ValueError) as exc:
+        print(f"newsdedup: {exc}", file=sys.stderr)
+        return 2
     ensure_topics(settings)
     config = client_config(settings)
     producer = ArticleProducer(",".join(config.pop("bootstrap_servers")), settings.topic_raw,
                                max_message_bytes=settings.max_message_bytes,
                                compression_type=settings.kafka_compression_type, **config)
     try:
-        summary = ingest(args.path, producer, progress=not args.no_progress)
+        summary = ingest(args.path, producer, progress=not args.no_progress, fallbacks=fallbacks)
     except DeliveryError as exc:
         print(f"newsdedup: {exc}", file=sys.stderr)
         return 1
+    except (OSError, ValueError) as exc:  # the source went away since it was checked
+        print(f"newsdedup: {exc}", file=sys.stderr)
+        return 2
     finally:
         producer.close()
     print(summary.report())

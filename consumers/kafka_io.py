@@ -14,6 +14,7 @@ from kafka.errors import KafkaError, MessageSizeTooLargeError, RecordListTooLarg
 from kafka.producer.future import FutureRecordMetadata
 from kafka.structs import MemberState, TopicPartition
 
+from consumers.fetch_guard import FetchGuard
 from consumers.lifecycle import StopFlag
 from consumers.settings import Settings
 from ingest.contract import TOO_LARGE
@@ -146,12 +147,18 @@ def _partitions_known(consumer: KafkaConsumer, topic: str) -> bool:
         return False
 
 
-def poll(consumer: KafkaConsumer, settings: Settings, stop: StopFlag) -> dict[TopicPartition, list[ConsumerRecord]]:
+def poll(consumer: KafkaConsumer, settings: Settings, stop: StopFlag,
+         guard: FetchGuard) -> dict[TopicPartition, list[ConsumerRecord]]:
     """One poll; an error from the client (it raises when no broker answers a metadata refresh) is an
-    empty poll after a pause, not the end of the role: the consumer resumes when a broker is back."""
+    empty poll after a pause, not the end of the role: the consumer resumes when a broker is back.
+    A batch the client cannot decode pauses its partition through ``guard`` (see consumers.fetch_guard)."""
     try:
         return consumer.poll(timeout_ms=settings.poll_timeout_ms, max_records=settings.batch_max_messages)
-    except KafkaError as exc:
+    except Exception as exc:
+        if guard.caught(exc):
+            return {}
+        if not isinstance(exc, KafkaError):
+            raise
         log.warning("poll failed; trying again", extra={"error": type(exc).__name__})
         stop.wait(1.0)
         return {}

@@ -33,6 +33,7 @@ from kafka.structs import OffsetAndMetadata, TopicPartition
 from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
 
 from consumers.embedded import build_matcher
+from consumers.fetch_guard import FetchGuard
 from consumers.kafka_io import (
     PROCESSING_ERROR,
     Outgoing,
@@ -72,6 +73,7 @@ class MatchWorker(ConsumerRebalanceListener):
         self.stop = stop
         self.telemetry = telemetry
         self.matchers: dict[int, Matcher] = {}
+        self.guard = FetchGuard(consumer, telemetry, settings.undecodable_hold_seconds)
         # partition → end of a batch the database refused: records before it are stored one by one
         self.isolating: dict[int, int] = {}
         self.handled = 0
@@ -137,7 +139,8 @@ class MatchWorker(ConsumerRebalanceListener):
     def run(self, max_idle_polls: int | None = None) -> int:
         idle = 0
         while not self.stop:
-            batch = poll(self.consumer, self.settings, self.stop)
+            batch = poll(self.consumer, self.settings, self.stop, self.guard)
+            self.guard.check()
             if not joining_group(self.consumer):  # a join that never ends is no progress (see joining_group)
                 self.telemetry.health.tick()
             self.telemetry.health.set("kafka", kafka_connected(self.consumer))
@@ -146,6 +149,7 @@ class MatchWorker(ConsumerRebalanceListener):
                 self._ping_database()
                 idle += 1
                 if max_idle_polls is not None and idle >= max_idle_polls:
+                    self.guard.check(idle_exit=True)
                     break
                 continue
             idle = 0

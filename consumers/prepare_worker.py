@@ -18,6 +18,7 @@ from kafka.consumer.fetcher import ConsumerRecord
 from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata, TopicPartition
 
+from consumers.fetch_guard import FetchGuard
 from consumers.kafka_io import (
     PROCESSING_ERROR,
     Outgoing,
@@ -64,6 +65,7 @@ def run_prepare(settings: Settings, stop: StopFlag, max_idle_polls: int | None =
     ensure_topics(settings)
     consumer = make_consumer(settings, settings.prepare_group)
     producer = make_producer(settings)
+    guard = FetchGuard(consumer, telemetry, settings.undecodable_hold_seconds)
     subscribe_when_known(consumer, settings.topic_raw, _LogRebalances(telemetry), stop)
     config = settings.fingerprint_config()
     record_limit = topic_max_bytes(settings)[settings.topic_fingerprinted]
@@ -71,7 +73,8 @@ def run_prepare(settings: Settings, stop: StopFlag, max_idle_polls: int | None =
     log.info("prepare started", extra={"role": ROLE, "topic": settings.topic_raw})
     try:
         while not stop:
-            batch = poll(consumer, settings, stop)
+            batch = poll(consumer, settings, stop, guard)
+            guard.check()
             if not joining_group(consumer):  # a join that never ends is no progress (see joining_group)
                 telemetry.health.tick()
             telemetry.health.set("kafka", kafka_connected(consumer))
@@ -79,6 +82,7 @@ def run_prepare(settings: Settings, stop: StopFlag, max_idle_polls: int | None =
             if not batch:
                 idle += 1
                 if max_idle_polls is not None and idle >= max_idle_polls:
+                    guard.check(idle_exit=True)
                     break
                 continue
             idle = 0
