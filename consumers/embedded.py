@@ -1,7 +1,8 @@
-"""Embedded mode: both roles in one process, reading a file, writing SQLite (or any database).
+"""Embedded mode: both roles in one process, reading a source, writing SQLite (or any database).
 
-The same chain as the Kafka roles (parse → prepare → match → write), with a file as source:
-the lineage of each article is ``file:<name>``, partition 0, offset = line number - 1.
+The same chain as the Kafka roles (parse → prepare → match → write), with what ``newsdedup ingest``
+reads as source (``ingest.sources``: a JSONL file, stdin, a folder of .json/.html files): the lineage of
+each article is ``file:<name>``, partition 0, offset = line number - 1 (or the file's index in the folder).
 """
 
 from __future__ import annotations
@@ -17,17 +18,19 @@ from consumers.prepare import Lineage, prepare_article
 from consumers.settings import Settings
 from consumers.storage.store import StoryStore
 from consumers.telemetry import Telemetry
-from ingest.contract import InvalidArticle, parse_article
+from ingest.contract import INVALID_VALUE, InvalidArticle, parse_article
+from ingest.sources import Record, jsonl_records
 
 EMBEDDED_PARTITION = 0
 
 
 @dataclass
 class Rejection:
-    line: int
+    line: int | None  # line number in a JSONL source; None for a file of a folder
     reason: str
     detail: str
-    raw: bytes
+    raw: bytes | None  # as read; None for a page that could not be made an article
+    file: str | None = None  # the file's path relative to the folder; None for a JSONL line
 
 
 @dataclass
@@ -61,7 +64,24 @@ def run_embedded(
     on_progress: Callable[[int], None] | None = None,
     telemetry: Telemetry | None = None,
 ) -> RunSummary:
-    """Process every line; write after each batch of ``settings.batch_max_messages``."""
+    """Process every line of JSONL (a file opened in binary); see run_source."""
+    return run_source(jsonl_records(lines, source_name), source_name, settings, store, on_reject, on_progress,
+                      telemetry)
+
+
+def run_source(
+    records: Iterable[Record],
+    source_name: str,
+    settings: Settings,
+    store: StoryStore,
+    on_reject: Callable[[Rejection], None] | None = None,
+    on_progress: Callable[[int], None] | None = None,
+    telemetry: Telemetry | None = None,
+) -> RunSummary:
+    """Process every record (from ``ingest.sources.read_source``), writing after each batch.
+
+    A batch is ``settings.batch_max_messages`` records; ``on_progress`` gets each batch's number of records.
+    """
     started = time.perf_counter()
     matcher = build_matcher(settings)
     store.load_into(matcher, [EMBEDDED_PARTITION], matcher.fingerprint.identity)
@@ -71,19 +91,23 @@ def run_embedded(
         telemetry.health.checks.update(database=True, index=True)
     config = settings.fingerprint_config()
     topic = f"file:{source_name}"
-    for batch in _batches(lines, settings.batch_max_messages):
+    for batch in _batches(records, settings.batch_max_messages):
         items = []
-        for offset, raw in batch:
+        for record in batch:
             summary.read += 1
             try:
-                article = parse_article(raw, settings.max_message_bytes)
-                items.append((prepare_article(article, config, observe), Lineage(topic, EMBEDDED_PARTITION, offset)))
+                if record.raw is None:  # a page the source could not make an article of
+                    raise record.error or InvalidArticle(INVALID_VALUE, "unreadable")
+                article = parse_article(record.raw, settings.max_message_bytes)
+                lineage = Lineage(topic, EMBEDDED_PARTITION, record.offset)
+                items.append((prepare_article(article, config, observe), lineage))
             except InvalidArticle as exc:
                 summary.rejected[exc.reason] += 1
                 if telemetry:
                     telemetry.rejected(exc.reason, dead_lettered=False)
                 if on_reject:
-                    on_reject(Rejection(offset + 1, exc.reason, exc.detail, raw))
+                    on_reject(Rejection(record.line, exc.reason, exc.detail, record.raw,
+                                        None if record.line is not None else record.label))
         decisions = match_batch(matcher, store, items)
         changes = matcher.take_changes()
         if changes:
@@ -105,12 +129,10 @@ def run_embedded(
     return summary
 
 
-def _batches(lines: Iterable[bytes], size: int) -> Iterator[list[tuple[int, bytes]]]:
-    batch: list[tuple[int, bytes]] = []
-    for offset, line in enumerate(lines):
-        if not line.strip():
-            continue  # blank lines in a JSONL file are not messages
-        batch.append((offset, line.rstrip(b"\r\n")))
+def _batches(records: Iterable[Record], size: int) -> Iterator[list[Record]]:
+    batch: list[Record] = []
+    for record in records:
+        batch.append(record)
         if len(batch) >= size:
             yield batch
             batch = []

@@ -11,7 +11,7 @@ from tqdm import tqdm
 
 from ingest.contract import INVALID_VALUE, InvalidArticle, parse_article
 from ingest.producer import ArticleProducer
-from ingest.sources import read_source, source_size
+from ingest.sources import NO_FALLBACKS, PageFallbacks, read_source, source_size
 
 
 @dataclass
@@ -27,14 +27,19 @@ class IngestSummary:
         return "\n".join(lines)
 
 
-def ingest(path: str, producer: ArticleProducer, *, progress: bool = True) -> IngestSummary:
-    """Send every valid article of a source; invalid ones are counted, not sent."""
+def ingest(path: str, producer: ArticleProducer, *, progress: bool = True,
+           fallbacks: PageFallbacks = NO_FALLBACKS) -> IngestSummary:
+    """Send every valid article of a source; invalid ones are counted, not sent.
+
+    Raises OSError or ValueError (one-line messages) before sending anything when the source cannot be read.
+    """
     summary = IngestSummary()
+    records = read_source(path, fallbacks)
     total = source_size(path)
     unit_is_bytes = total is not None and Path(path).is_file()  # a file counts bytes, a folder files
     with tqdm(total=total, unit="B" if unit_is_bytes else " articles", unit_scale=unit_is_bytes,
               disable=not progress, file=sys.stderr, desc="ingest") as bar:
-        for record in read_source(path):
+        for record in records:
             try:
                 if record.raw is None:
                     raise record.error or InvalidArticle(INVALID_VALUE, "unreadable")

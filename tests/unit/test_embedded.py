@@ -1,4 +1,4 @@
-"""consumers.embedded: JSONL lines → SQLite through the same chain as the service (no Kafka)."""
+"""consumers.embedded: JSONL lines or a folder's files → SQLite through the same chain as the service (no Kafka)."""
 
 from __future__ import annotations
 
@@ -10,14 +10,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import text
 
-from consumers.embedded import Rejection, RunSummary, run_embedded
+from consumers.embedded import Rejection, RunSummary, run_embedded, run_source
 from consumers.settings import Settings, load_settings
 from consumers.stages.match import CANONICAL, EXACT, NEAR
 from consumers.storage.database import make_engine
 from consumers.storage.schema import upgrade
 from consumers.storage.store import ExportRow, StoryStore
+from ingest.sources import read_source, source_name
 from tests.unit.invented_news import DEPOT, FERRY, T0, TURTLES, body, with_chrome
+from tests.unit.pages import page, write
 
 
 def line(article_id: str, text: str, *, hours: float = 0.0, source: str = "baylinewire.example") -> bytes:
@@ -156,3 +159,38 @@ def test_stored_signatures_from_other_settings_are_refused(settings: Settings, s
     other = load_settings({"NEWSDEDUP_SEED": "2"})
     with pytest.raises(ValueError, match=r"stored signatures were made with 'mh1-.*-s1-.*', this build uses"):
         run([line("depot-post", body(DEPOT))], other, store)
+
+
+def test_a_folder_of_pages_runs_the_same_chain_and_rejections_name_their_file(
+        settings: Settings, store: StoryStore, tmp_path: Path) -> None:
+    folder = tmp_path / "scrapes"
+    write(folder, "a/wire.html", page(FERRY, url="https://baylinewire.example/ferry", published="2024-07-02T08:00:00Z"))
+    write(folder, "b/copy.html", page(FERRY[:3], url="https://tidewater.example/ferry",
+                                      published="2024-07-02T09:00:00Z"))
+    write(folder, "b/no-url.html", page(DEPOT, published="2024-07-02T10:00:00Z"))
+    write(folder, "c.json", line("turtles", body(TURTLES), hours=4, source="coastwatch.example").decode())
+    write(folder, "d.json", '{"id": "broken", ')
+    rejections: list[Rejection] = []
+    progress: list[int] = []
+    summary = run_source(read_source(str(folder)), source_name(str(folder)), settings, store,
+                         on_reject=rejections.append, on_progress=progress.append)
+
+    assert summary.read == 5 and progress == [3, 2]
+    assert summary.outcomes == Counter({CANONICAL: 2, NEAR: 1})
+    assert [(r.file, r.line, r.reason) for r in rejections] == [("b/no-url.html", None, "missing_field"),
+                                                                ("d.json", None, "malformed_json")]
+    assert "--url-map or --base-url can supply one" in rejections[0].detail
+    assert rejections[0].raw is None and rejections[1].raw == b'{"id": "broken", '
+    rows = exported(store)
+    assert list(rows) == ["a/wire", "b/copy", "turtles"]  # in folder order
+    assert rows["b/copy"].story_id == rows["a/wire"].story_id and rows["b/copy"].canonical_input_id == "a/wire"
+    with store.engine.connect() as conn:
+        lineage = conn.execute(text("SELECT input_id, source_topic, source_offset FROM articles ORDER BY 3")).all()
+    assert [tuple(row) for row in lineage] == [("a/wire", "file:scrapes", 0), ("b/copy", "file:scrapes", 1),
+                                               ("turtles", "file:scrapes", 3)]
+
+
+def test_rejected_jsonl_lines_name_their_line_not_a_file(settings: Settings, store: StoryStore) -> None:
+    rejections: list[Rejection] = []
+    run(LINES, settings, store, on_reject=rejections.append)
+    assert [(r.line, r.file) for r in rejections] == [(5, None), (7, None)]
