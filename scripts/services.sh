@@ -99,6 +99,8 @@ Commands (SERVICE defaults to both; name one to act on it alone, e.g. \`down kaf
                         Exit 0 if all named services are running, 3 otherwise.
   env                   Print the connection settings as shell export lines:
                           eval "\$(scripts/services.sh env)"
+  kafka-lib             Print the folder of Kafka's jars (the broker's runtime, with the Java client
+                        kafka-clients and its codecs), e.g. for java -cp "\$(scripts/services.sh kafka-lib)/*".
   -h, --help            This text.
 
 In scripts (CI), keep up's exit status: \`eval "\$(services.sh up)"\` alone would hide a
@@ -755,6 +757,7 @@ main() {
     down) cmd_down "$@" ;;
     status) cmd_status "$@" ;;
     env) validate_settings; print_env ;;
+    kafka-lib) echo "$KAFKA_LIB" ;;
     -h | --help | help) usage ;;
     "") usage >&2; exit 2 ;;
     *) log "unknown command '$cmd'"; usage >&2; exit 2 ;;
