@@ -317,7 +317,7 @@ def fresh_database(owner_url: str) -> None:
         sys.exit(f"refusing to recreate tables of {owner_url.rsplit('@', 1)[-1]}: only the local `newsdedup` database")
     engine = create_engine(owner_url)
     with engine.begin() as conn:
-        for table in ("story_events", "articles", "stories", "consumer_offsets", "alembic_version"):
+        for table in ("event_relay", "story_events", "articles", "stories", "consumer_offsets", "alembic_version"):
             conn.execute(text(f'DROP TABLE IF EXISTS "{table}" CASCADE'))
     engine.dispose()
     subprocess.run([sys.executable, "-m", "consumers.cli", "db", "upgrade", "--db", owner_url], env=role_env(),
@@ -375,7 +375,7 @@ def empty_tables(owner_url: str) -> None:
 
     engine = create_engine(owner_url)
     with engine.begin() as conn:
-        conn.execute(text("TRUNCATE story_events, articles, stories, consumer_offsets"))
+        conn.execute(text("TRUNCATE event_relay, story_events, articles, stories, consumer_offsets"))
     engine.dispose()
 
 

@@ -6,11 +6,13 @@ On assignment the matcher rebuilds its index from the database and seeks to the 
 there, so the database, not Kafka, says where to resume.
 
 Per batch of one partition:
-  1. match every record in memory;
-  2. write articles, stories, events and the next offset in one database transaction;
-  3. publish the batch's story events (at least once) and commit the offset to Kafka too, so
-     lag tools see progress.
-A crash before 2 replays the batch; a crash after it resumes from the stored offset.
+  1. send the dead letters of unusable records and wait for them (a crash sends them again);
+  2. match every record in memory;
+  3. write articles, stories, events and the next offset in one database transaction;
+  4. the outbox relay publishes the partition's stored events (consumers/event_relay.py), and the
+     offset is committed to Kafka too, so lag tools see progress.
+A crash before 3 replays the batch; a crash after it resumes from the stored offset, and the relay
+sends what it had not confirmed again. No event or dead letter is lost.
 If step 2 fails the in-memory state is thrown away and rebuilt from the database. A lost
 connection is an outage: the batch is read again after a pause. An error that says PostgreSQL
 refuses the data itself (a DataError or IntegrityError) is permanent: the batch is read again one
@@ -21,7 +23,6 @@ record never stalls its partition.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import time
 from collections.abc import Collection
@@ -33,6 +34,7 @@ from kafka.structs import OffsetAndMetadata, TopicPartition
 from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
 
 from consumers.embedded import build_matcher
+from consumers.event_relay import EventRelay
 from consumers.fetch_guard import FetchGuard
 from consumers.kafka_io import (
     PROCESSING_ERROR,
@@ -72,6 +74,7 @@ class MatchWorker(ConsumerRebalanceListener):
         self.producer = producer
         self.stop = stop
         self.telemetry = telemetry
+        self.relay = EventRelay(store, producer, settings.topic_story_events, telemetry)
         self.matchers: dict[int, Matcher] = {}
         self.guard = FetchGuard(consumer, telemetry, settings.undecodable_hold_seconds)
         # partition → end of a batch the database refused: records before it are stored one by one
@@ -95,6 +98,7 @@ class MatchWorker(ConsumerRebalanceListener):
         for partition in revoked:
             self.matchers.pop(partition.partition, None)
             self.isolating.pop(partition.partition, None)
+            self.relay.forget(partition.partition)
             log.info("partition revoked", extra={"role": ROLE, "partition": partition.partition})
 
     def _restore(self, partition: TopicPartition) -> None:
@@ -129,6 +133,7 @@ class MatchWorker(ConsumerRebalanceListener):
             # whose write failed is read again rather than skipped (replays are no-ops).
             self.consumer.seek_to_beginning(partition)
         self.matchers[partition.partition] = matcher
+        self.relay.publish(partition.partition)  # what a crashed owner stored but had not published
         self.telemetry.index(partition.partition, matcher)
         log.info("index rebuilt", extra={
             "role": ROLE, "partition": partition.partition, "articles": loaded,
@@ -147,6 +152,7 @@ class MatchWorker(ConsumerRebalanceListener):
             self.telemetry.refresh_lag(self.consumer)
             if not batch:
                 self._ping_database()
+                self.relay.retry()
                 idle += 1
                 if max_idle_polls is not None and idle >= max_idle_polls:
                     self.guard.check(idle_exit=True)
@@ -185,6 +191,8 @@ class MatchWorker(ConsumerRebalanceListener):
                 log.warning("unusable fingerprinted record",
                             extra={"role": ROLE, "partition": record.partition, "offset": record.offset})
                 letters.append(self._dead_letter(record, f"{type(exc).__name__}: {exc}"))
+        if letters and not self._deliver_before_commit(partition, records, letters):
+            return False
         if recomputed:
             log.warning("records of another fingerprint identity fingerprinted again from their text "
                         "(prepare and match run different versions or settings)",
@@ -203,7 +211,7 @@ class MatchWorker(ConsumerRebalanceListener):
         self.telemetry.decided(decisions)
         self.telemetry.health.set("database", True)
         self.handled += len(records)
-        self._publish(changes, letters)
+        self.relay.committed(partition.partition, bool(changes.events))
         try:  # the database holds the offset that counts; Kafka's copy only feeds lag tools
             self.consumer.commit({partition: OffsetAndMetadata(next_offset, "", -1)})
         except KafkaError as exc:
@@ -233,7 +241,7 @@ class MatchWorker(ConsumerRebalanceListener):
             # so not a race with another writer): dead-letter it and store the offset past it.
             log.error("database refused the record; dead-lettering it", extra=extra)
             detail = f"database refused it: {type(exc.orig or exc).__name__}"
-            self._publish(Changes(), [self._dead_letter(records[0], detail)])
+            deliver(self.producer, self.settings.topic_dead_letters, [self._dead_letter(records[0], detail)])
             mark = OffsetMark(self.settings.match_group, partition.topic, partition.partition, records[0].offset + 1)
             with contextlib.suppress(SQLAlchemyError):  # if not stored, the record is read and refused again
                 self.store.write_batch(Changes(), matcher, [mark], partition.partition)
@@ -254,14 +262,19 @@ class MatchWorker(ConsumerRebalanceListener):
         except SQLAlchemyError:
             self.telemetry.health.set("database", False)
 
-    def _publish(self, changes: Changes, letters: list[Outgoing]) -> None:
-        """Send the story events and wait for them and the batch's dead letters (at least once)."""
-        for event in changes.events:
-            value = {"story_id": event.story_id, "kind": event.kind, "article_id": event.article_key,
-                     "reason": event.reason, "similarity": event.similarity}
-            self.producer.send(self.settings.topic_story_events, key=event.story_id.encode(),
-                               value=json.dumps(value).encode())
-        deliver(self.producer, self.settings.topic_dead_letters, letters)
+    def _deliver_before_commit(self, partition: TopicPartition, records: list[ConsumerRecord],
+                               letters: list[Outgoing]) -> bool:
+        """Wait for the batch's dead letters before its offset is stored: if that fails, read the batch again."""
+        try:
+            deliver(self.producer, self.settings.topic_dead_letters, letters)
+            return True
+        except KafkaError as exc:
+            log.warning("dead letters not delivered; the batch is read again", extra={
+                "role": ROLE, "partition": partition.partition, "offset": records[0].offset,
+                "error": type(exc).__name__})
+            self.consumer.seek(partition, records[0].offset)
+            self.stop.wait(1.0)
+            return False
 
 
 def run_match(settings: Settings, store: StoryStore, stop: StopFlag, max_idle_polls: int | None = None) -> int:

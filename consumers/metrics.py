@@ -6,6 +6,7 @@ fixed sets only (role, outcome, reason, stage, topic, partition): never a URL, o
 
 The HTTP server on ``metrics_port`` serves ``/metrics``, ``/healthz`` (the process is alive and
 its loop is not stalled) and ``/readyz`` (connected to Kafka and the database, index loaded).
+``LagMetrics`` is what ``newsdedup lag-exporter`` serves the same way: lag measured outside the roles.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
-from typing import Any
+from typing import Any, Protocol
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics, make_wsgi_app
@@ -107,6 +108,14 @@ class Metrics:
         self.blocked_partitions = Gauge("newsdedup_blocked_partitions", "Partitions paused on a record batch this "
                                         "process cannot decode (it exits after undecodable_hold_seconds).",
                                         ["role"], registry=r)
+        self.events_published = Counter("newsdedup_story_events_published", "Story events sent to stories.events "
+                                        "and acknowledged (a replay after a crash counts again).", ["role"],
+                                        registry=r)
+        self.event_publish_failures = Counter("newsdedup_story_event_publish_failures", "Attempts to publish "
+                                              "stored story events that failed; the events wait in the database.",
+                                              ["role"], registry=r)
+        self.event_relay_pending = Gauge("newsdedup_story_event_relay_pending_partitions", "Match partitions whose "
+                                         "stored events wait for publication after a failure.", ["role"], registry=r)
         self.last_processed = Gauge("newsdedup_last_processed_timestamp_seconds", "Unix time of the last record "
                                     "processed (the start time until then).", ["role"], registry=r)
         self.ready = Gauge("newsdedup_ready", "1 when /readyz answers ready.", ["role"], registry=r)
@@ -121,12 +130,17 @@ class Metrics:
             self.rejected.labels(role=role, reason=reason)
             self.dead_letters.labels(role=role, reason=reason)
         for counter in (self.commits, self.commit_failures, self.db_errors, self.db_retries, self.stories_created,
-                        self.canonical_changes, self.story_merges):
+                        self.canonical_changes, self.story_merges, self.events_published,
+                        self.event_publish_failures):
             counter.labels(role=role)
         self.assigned_partitions.labels(role=role).set(0)
         self.blocked_partitions.labels(role=role).set(0)
+        self.event_relay_pending.labels(role=role).set(0)
         self.last_processed.labels(role=role).set(time.time())
         self.ready.labels(role=role).set(0)
+
+    def set_ready(self, ready: bool) -> None:
+        self.ready.labels(role=self.role).set(int(ready))
 
     def observe_stage(self, stage: str, seconds: float) -> None:
         # Several calls per article: a cached child saves labels()' lookup (4.5% of the prepare stage).
@@ -143,6 +157,34 @@ class Metrics:
         for gauge in (self.index_articles, self.index_stories, self.index_bytes):
             with contextlib.suppress(KeyError):
                 gauge.remove(self.role, str(partition))
+
+
+class LagMetrics:
+    """What ``newsdedup lag-exporter`` measures from outside the roles (consumers/lag_exporter.py).
+
+    ``role`` is the role whose consumer group a series is about (prepare, match), so the dashboard's
+    $role applies; ``group`` is that group's name.
+    """
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        disable_created_metrics()
+        self.registry = registry or CollectorRegistry()
+        r, labels = self.registry, ["role", "group", "topic", "partition"]
+        self.lag = Gauge("newsdedup_group_lag_messages", "Messages of the partition the group has not consumed: "
+                         "log-end minus committed offset (0 where the offsets between hold no record a consumer "
+                         "gets: transaction markers, aborted records).", labels, registry=r)
+        self.committed = Gauge("newsdedup_group_committed_offset", "The group's committed offset; the log-start "
+                               "offset where it committed none (the roles start there).", labels, registry=r)
+        self.log_end = Gauge("newsdedup_log_end_offset", "Offset after the last committed record of the partition "
+                             "(read_committed, as the roles read).", labels, registry=r)
+        self.up = Gauge("newsdedup_lag_exporter_up", "1 when the last measurement of the group succeeded.",
+                        ["role", "group"], registry=r)
+        self.last_success = Gauge("newsdedup_lag_exporter_last_success_timestamp_seconds", "Unix time of the last "
+                                  "successful measurement of the group (the start time until then).",
+                                  ["role", "group"], registry=r)
+
+    def set_ready(self, ready: bool) -> None:
+        pass  # /readyz tells it; newsdedup_lag_exporter_up says which group fails
 
 
 def package_version() -> str:
@@ -180,7 +222,15 @@ class _QuietHandler(WSGIRequestHandler):
         pass  # scrapes every few seconds would drown the JSON log
 
 
-def serve(metrics: Metrics, health: Health, port: int, host: str = "0.0.0.0") -> WSGIServer:
+class Served(Protocol):
+    """What serve() exports: Metrics or LagMetrics."""
+
+    registry: CollectorRegistry
+
+    def set_ready(self, ready: bool) -> None: ...
+
+
+def serve(metrics: Served, health: Health, port: int, host: str = "0.0.0.0") -> WSGIServer:
     """Start the metrics and health server in a daemon thread; returns it (``shutdown()`` stops it)."""
     metrics_app = make_wsgi_app(metrics.registry)
 
@@ -188,11 +238,11 @@ def serve(metrics: Metrics, health: Health, port: int, host: str = "0.0.0.0") ->
         path = environ.get("PATH_INFO", "/")
         if path in ("/healthz", "/readyz"):
             ok = health.alive if path == "/healthz" else health.ready
-            metrics.ready.labels(role=metrics.role).set(int(health.ready))
+            metrics.set_ready(health.ready)
             body = json.dumps({"ok": ok, "alive": health.alive, "checks": health.checks}).encode()
             start_response("200 OK" if ok else "503 Service Unavailable", [("Content-Type", "application/json")])
             return [body]
-        metrics.ready.labels(role=metrics.role).set(int(health.ready))
+        metrics.set_ready(health.ready)
         return metrics_app(environ, start_response)
 
     server = make_server(host, port, app, handler_class=_QuietHandler)

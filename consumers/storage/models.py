@@ -105,17 +105,39 @@ class ArticleRow(Base):
 
 
 class StoryEventRow(Base):
-    """Append-only provenance log: founded, joined, canonical_changed, merged."""
+    """Append-only provenance log: founded, joined, canonical_changed, merged.
+
+    Also the outbox of ``stories.events``: the relay publishes each match partition's rows in id order
+    (consumers/event_relay.py).
+    """
 
     __tablename__ = "story_events"
 
     id: Mapped[int] = mapped_column(AUTO_ID, primary_key=True, autoincrement=True)
+    match_partition: Mapped[int] = mapped_column(Integer)
     story_id: Mapped[str] = mapped_column(ID, index=True)
     kind: Mapped[str] = mapped_column(String(32))
     article_id: Mapped[str | None] = mapped_column(ID)
     reason: Mapped[str] = mapped_column(Text)
     similarity: Mapped[float | None] = mapped_column(Float)
     occurred_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+    __table_args__ = (Index("ix_story_events_match_partition_id", "match_partition", "id"),)
+
+
+class EventRelayRow(Base):
+    """How far the relay has published one match partition's events (the highest id sent and acknowledged).
+
+    Every batch transaction of the partition upserts this row first: the row lock orders the writers of a
+    partition, so the partition's event ids commit in increasing order and the relay's "id > published_id"
+    cannot pass over a row that commits later with a lower id.
+    """
+
+    __tablename__ = "event_relay"
+
+    match_partition: Mapped[int] = mapped_column(Integer, primary_key=True)
+    published_id: Mapped[int] = mapped_column(BigInteger)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
 
 
 class ConsumerOffsetRow(Base):

@@ -25,7 +25,7 @@ from consumers.prepare import Lineage, PreparedArticle, fingerprint_again
 from consumers.stages.elect import Contender
 from consumers.stages.fingerprint import FingerprintConfig, array_from_bytes, array_to_bytes
 from consumers.stages.match import Similarity
-from consumers.storage.models import ArticleRow, ConsumerOffsetRow, StoryEventRow, StoryRow
+from consumers.storage.models import ArticleRow, ConsumerOffsetRow, EventRelayRow, StoryEventRow, StoryRow
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +38,19 @@ class OffsetMark:
     topic: str
     partition: int
     next_offset: int
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    """A row of the story event log, as the relay publishes it."""
+
+    id: int
+    story_id: str
+    kind: str
+    article_id: str | None
+    reason: str
+    similarity: float | None
+    occurred_at: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +81,7 @@ class StoryStore:
         now = datetime.now(UTC)
         new_keys = {prepared.key for prepared, _ in changes.new_articles}
         with self.engine.begin() as conn:
+            conn.execute(self._claim_relay_row(match_partition, now))  # first: orders the partition's writers
             new_stories = [self._story_values(matcher.story(sid, changes), match_partition, now)
                            for sid in sorted(changes.new_stories)]
             if new_stories:
@@ -91,11 +105,43 @@ class StoryStore:
             if changes.events:
                 conn.execute(insert(StoryEventRow), [
                     {"story_id": e.story_id, "kind": e.kind, "article_id": e.article_key, "reason": e.reason,
-                     "similarity": e.similarity, "occurred_at": now}
+                     "similarity": e.similarity, "occurred_at": now, "match_partition": match_partition}
                     for e in changes.events
                 ])
             for mark in offsets:
                 conn.execute(self._upsert_offset(mark, now))
+
+    def _claim_relay_row(self, match_partition: int, now: datetime):  # type: ignore[no-untyped-def]
+        """An upsert of the partition's event_relay row: it holds the row's lock until the transaction ends
+        (see EventRelayRow), and creates the row (nothing published) for a new partition."""
+        dialect = postgresql if self.engine.dialect.name == "postgresql" else sqlite
+        statement = dialect.insert(EventRelayRow).values(match_partition=match_partition, published_id=0,
+                                                         updated_at=now)
+        return statement.on_conflict_do_update(index_elements=["match_partition"],
+                                               set_={"match_partition": statement.excluded.match_partition})
+
+    def unpublished_events(self, match_partition: int, after_id: int | None = None,
+                           limit: int = 5000) -> tuple[int, list[StoredEvent]]:
+        """The partition's published mark (or ``after_id``, the caller's newer one) and up to ``limit`` events
+        after it, in id order."""
+        with self.engine.connect() as conn:
+            if after_id is None:
+                after_id = conn.execute(select(EventRelayRow.published_id).where(
+                    EventRelayRow.match_partition == match_partition)).scalar_one_or_none() or 0
+            rows = conn.execute(
+                select(StoryEventRow.id, StoryEventRow.story_id, StoryEventRow.kind, StoryEventRow.article_id,
+                       StoryEventRow.reason, StoryEventRow.similarity, StoryEventRow.occurred_at)
+                .where(StoryEventRow.match_partition == match_partition, StoryEventRow.id > after_id)
+                .order_by(StoryEventRow.id).limit(limit))
+            return after_id, [StoredEvent(*row) for row in rows]
+
+    def mark_published(self, match_partition: int, event_id: int) -> None:
+        """Store that the partition's events up to ``event_id`` are published; never moves the mark back."""
+        with self.engine.begin() as conn:
+            conn.execute(update(EventRelayRow)
+                         .where(EventRelayRow.match_partition == match_partition,
+                                EventRelayRow.published_id < event_id)
+                         .values(published_id=event_id, updated_at=datetime.now(UTC)))
 
     def _upsert_offset(self, mark: OffsetMark, now: datetime):  # type: ignore[no-untyped-def]
         values = {"consumer_group": mark.consumer_group, "topic": mark.topic, "partition": mark.partition,

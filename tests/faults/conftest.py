@@ -78,7 +78,7 @@ def harness(fault_services: FaultServices, tmp_path: Path, request: pytest.Fixtu
         fault_services.up()
     owner = create_engine(fault_services.owner_url)
     with owner.begin() as conn:
-        for table in ("story_events", "articles", "stories", "consumer_offsets", "alembic_version"):
+        for table in ("event_relay", "story_events", "articles", "stories", "consumer_offsets", "alembic_version"):
             conn.execute(text(f'DROP TABLE IF EXISTS "{table}" CASCADE'))
     owner.dispose()
     migrator = make_engine(fault_services.owner_url)

@@ -86,7 +86,7 @@ def database(services: Services) -> Iterator[str]:
     owner = create_engine(services.owner_url)
     with owner.begin() as conn:
         # Drop tables, not the schema: the app role's default privileges hang on schema public.
-        for table in ("story_events", "articles", "stories", "consumer_offsets", "alembic_version"):
+        for table in ("event_relay", "story_events", "articles", "stories", "consumer_offsets", "alembic_version"):
             conn.execute(text(f'DROP TABLE IF EXISTS "{table}" CASCADE'))
     owner.dispose()
     run_cli(["db", "upgrade", "--db", services.owner_url], env=services.env)

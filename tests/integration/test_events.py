@@ -1,0 +1,123 @@
+"""stories.events through the transactional outbox (issue 12), against the real broker and database.
+
+- Two matchers write at once (two partitions of the fingerprinted topic, one matcher each): every
+  stored event is published, valid under the JSON Schema, keyed by its story, in each story's order.
+- A crash injected exactly between a batch's commit and the publication of its events (the test-only
+  NEWSDEDUP_TEST_CRASH_BEFORE_PUBLISH): the events are in the database and not in the topic; the
+  restarted matcher publishes them, so none is lost.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from consumers.event_relay import CRASH_BEFORE_PUBLISH_ENV, CRASH_EXIT_CODE
+from consumers.settings import Settings, replace
+from tests.integration.conftest import DEV_ARTICLES, read_topic, run_cli, settings_env, start_cli
+from tests.integration.events_support import audit_events, stored_events
+
+pytestmark = pytest.mark.integration
+# Fingerprinted records are keyed by language: these two land in different partitions of a 2-partition topic.
+LANGS = ("en", "es")
+
+
+def write_input(path: Path, count: int, langs: tuple[str, ...] = ("en",)) -> Path:
+    with DEV_ARTICLES.open() as lines:
+        articles = [json.loads(next(lines)) for _ in range(count)]
+    for i, article in enumerate(articles):
+        article["lang"] = langs[i % len(langs)]
+    path.write_text("".join(json.dumps(article) + "\n" for article in articles))
+    return path
+
+
+def matched(settings: Settings) -> dict[int, int]:
+    engine = create_engine(settings.database_url)
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(text("SELECT partition, next_offset FROM consumer_offsets WHERE consumer_group = :g"),
+                                {"g": settings.match_group})
+            return {partition: offset for partition, offset in rows}
+    finally:
+        engine.dispose()
+
+
+def wait_matched(settings: Settings, records: int, processes: list[subprocess.Popen[str]], timeout: float = 180):
+    deadline = time.monotonic() + timeout
+    while sum(matched(settings).values()) < records:
+        for process in processes:
+            assert process.poll() is None, f"{process.args} exited early:\n{process.communicate()[1][-3000:]}"
+        assert time.monotonic() < deadline, f"only {sum(matched(settings).values())} of {records} matched"
+        time.sleep(0.5)
+
+
+def stop(processes: list[subprocess.Popen[str]]) -> None:
+    for process in processes:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+    for process in processes:
+        _, stderr = process.communicate(timeout=60)
+        assert process.returncode == 0, f"{process.args} exited {process.returncode}:\n{stderr[-3000:]}"
+
+
+def audit(settings: Settings):  # type: ignore[no-untyped-def]
+    return audit_events(stored_events(settings.database_url),
+                        read_topic(settings.kafka_bootstrap_servers, settings.topic_story_events))
+
+
+def test_two_matchers_writing_at_once_publish_every_event_in_story_order(settings: Settings, tmp_path: Path) -> None:
+    settings = replace(settings, fingerprinted_partitions=2)
+    env = settings_env(settings)
+    run_cli(["topics"], env)
+    count = 800
+    run_cli(["ingest", str(write_input(tmp_path / "in.jsonl", count, LANGS)), "--no-progress"], env)
+    roles = [start_cli(["match", "--metrics-port", "0"], env), start_cli(["match", "--metrics-port", "0"], env),
+             start_cli(["prepare", "--metrics-port", "0"], env)]
+    try:
+        wait_matched(settings, count, roles)
+    finally:
+        stop(roles)
+    assert set(matched(settings)) == {0, 1}, "both partitions must have been written"
+    result = audit(settings)
+    result.assert_complete()
+    partitions = {row[0] for row in _query(settings, "SELECT DISTINCT match_partition FROM story_events")}
+    assert partitions == {0, 1}
+    print(f"two matchers: {result.stored} events stored, {result.messages} messages, {result.duplicates} duplicates")
+
+
+def test_a_crash_between_commit_and_publication_loses_no_event(settings: Settings, tmp_path: Path) -> None:
+    settings = replace(settings, batch_max_messages=50)  # several batches, so the crash falls mid-stream
+    env = settings_env(settings)
+    run_cli(["topics"], env)
+    count = 300
+    run_cli(["ingest", str(write_input(tmp_path / "in.jsonl", count)), "--no-progress"], env)
+    prepare = start_cli(["prepare", "--metrics-port", "0"], env)
+    crashing = start_cli(["match", "--metrics-port", "0"], {**env, CRASH_BEFORE_PUBLISH_ENV: "2"})
+    try:
+        assert crashing.wait(timeout=120) == CRASH_EXIT_CODE, crashing.communicate()[1][-3000:]
+        assert "test crash between commit and publication" in crashing.communicate()[1]
+        before = audit(settings)
+        assert before.missing, "the crash left no event unpublished: the injection point missed its window"
+        matcher = start_cli(["match", "--metrics-port", "0"], env)
+        wait_matched(settings, count, [prepare, matcher])
+    finally:
+        stop([p for p in (prepare, locals().get("matcher")) if p is not None])
+    after = audit(settings)
+    after.assert_complete()
+    print(f"crash before publication: {len(before.missing)} events waited in the database and were published "
+          f"after the restart; {after.stored} stored, {after.messages} messages, {after.duplicates} duplicates")
+
+
+def _query(settings: Settings, sql: str) -> list[tuple]:
+    engine = create_engine(settings.database_url)
+    try:
+        with engine.connect() as conn:
+            return [tuple(row) for row in conn.execute(text(sql))]
+    finally:
+        engine.dispose()
