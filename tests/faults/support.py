@@ -42,6 +42,7 @@ from tests.integration.conftest import (
     settings_env,
     stories_of,
 )
+from tests.integration.events_support import EventAudit, audit_events, stored_events
 
 SERVICES_SH = ROOT / "scripts" / "services.sh"
 # Our own instance. NEWSDEDUP_TEST_* is the prefix the service's settings loader ignores.
@@ -330,6 +331,7 @@ class RunEnd:
     audit: Audit
     diff: dict[str, int]
     exits: dict[str, tuple[int | None, float]]
+    events: EventAudit  # stories.events against the story_events table
 
     @property
     def equal(self) -> bool:
@@ -340,6 +342,7 @@ class RunEnd:
         assert self.reached == self.expected, f"{self.reached} of {self.expected} stored"
         assert self.audit.exact, self.audit
         assert self.equal, self.diff
+        self.events.assert_complete()
         for name, (code, took) in self.exits.items():
             assert code == 0 and took < GRACE_SECONDS, f"{name} exited {code} after {took:.1f}s"
 
@@ -490,7 +493,16 @@ class Harness:
         if check_alive:
             self.assert_alive()
         exits = self.stop_all()
-        return RunEnd(len(lines), reached, self.audit(ids_of(lines)), compare_exports(self.export(), baseline), exits)
+        return RunEnd(len(lines), reached, self.audit(ids_of(lines)), compare_exports(self.export(), baseline), exits,
+                      self.audit_events())
+
+    def audit_events(self) -> EventAudit:
+        """Every stored event in stories.events (README, "stories.events"): see tests/integration/events_support."""
+        topic = self.read_topic(self.settings.topic_story_events)
+        return audit_events(stored_events(self.settings.database_url), topic)
+
+    def events_note(self, events: EventAudit) -> str:
+        return f"; events: {events.stored} stored, {events.messages} published ({events.duplicates} replayed)"
 
     def stop_all(self, timeout: float = GRACE_SECONDS) -> dict[str, tuple[int | None, float]]:
         """SIGTERM every running role (the supervisor stops first); their exit codes and times."""

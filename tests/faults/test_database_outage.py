@@ -81,7 +81,7 @@ def run_outage(harness: Harness, baseline: dict[str, dict], lines: list[bytes], 
         f"PostgreSQL down {outage:.0f}s", 1, len(lines), end_of_run.audit, seconds(recovery), equal=end_of_run.equal,
         notes=f"/readyz 503 seen {statuses.count(503)}x, 200 again {ready_seconds:.1f}s after restart; "
               f"{len(retries)} backed-off retries (gaps {', '.join(f'{g:.1f}' for g in gaps)}s); "
-              f"matcher process restarts {matcher.generation - 1}")
+              f"matcher process restarts {matcher.generation - 1}" + harness.events_note(end_of_run.events))
 
     assert 503 in statuses, f"/readyz never answered 503 while the database was down: {statuses}"
     assert None not in statuses, "the metrics server stopped answering during the outage"

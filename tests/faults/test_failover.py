@@ -68,7 +68,7 @@ def run_failover(harness: Harness, baseline: dict[str, dict], lines: list[bytes]
         "-" if failover is None else f"{failover:.1f}s", equal=end_of_run.equal,
         notes=f"failover (kill -> standby's 1st stored) {'-' if failover is None else f'{failover:.2f}s'}; "
               f"index rebuild {takeover['seconds']:.3f}s for {takeover['articles']} articles "
-              f"(stored at kill: {stored_before})" + harness.wedge_note())
+              f"(stored at kill: {stored_before})" + harness.events_note(end_of_run.events) + harness.wedge_note())
 
     assert failover is not None
     assert takeover["articles"] >= (stored_before or 0), "the standby's index misses stored articles"

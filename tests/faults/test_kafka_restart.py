@@ -58,7 +58,7 @@ def run_broker_restarts(harness: Harness, baseline: dict[str, dict], lines: list
         notes="broker down " + ", ".join(f"{d:.1f}s" for d in downtimes) + f"; feeder sent {feeder.sent}; "
               + (f"roles that DIED and were restarted: {len(harness.restarts)} ("
                  + "; ".join(r.split(":")[0] for r in harness.restarts) + ")" if harness.restarts
-                 else "no role died") + harness.wedge_note())
+                 else "no role died") + harness.events_note(end_of_run.events) + harness.wedge_note())
     for restart in harness.restarts:
         print("ROLE DIED DURING A BROKER RESTART:", restart)
 

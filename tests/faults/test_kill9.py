@@ -73,12 +73,14 @@ def run_kill_scenario(harness: Harness, baseline: dict[str, dict], lines: list[b
         f"kill -9 {victim} (seed {seed})", len(injected), len(lines), end_of_run.audit,
         f"max {max(known):.1f}s" if known else "-", equal=end_of_run.equal,
         notes="per kill: " + ", ".join("-" if r is None else f"{r:.1f}s" for r in recoveries)
-              + f"; prepare workers {prepares}" + harness.wedge_note())
+              + f"; prepare workers {prepares}" + harness.events_note(end_of_run.events) + harness.wedge_note())
 
     end_of_run.assert_exact()
 
 
-@pytest.mark.parametrize(("victim", "seed", "prepares"), [("prepare", 1, 2), ("match", 2, 1)])
+# The matcher with several seeds: each kill also tests the outbox (events stored, not yet published).
+@pytest.mark.parametrize(("victim", "seed", "prepares"), [("prepare", 1, 2), ("match", 2, 1), ("match", 3, 1),
+                                                          ("match", 4, 1)])
 def test_kill9_short(harness: Harness, embedded_baseline: Callable[..., dict[str, dict]], victim: str, seed: int,
                      prepares: int) -> None:
     lines = dev_lines(SHORT_ARTICLES)

@@ -5,22 +5,27 @@
 - A crash injected exactly between a batch's commit and the publication of its events (the test-only
   NEWSDEDUP_TEST_CRASH_BEFORE_PUBLISH): the events are in the database and not in the topic; the
   restarted matcher publishes them, so none is lost.
+- The documented downstream consumer (deploy/examples/story_table.py) rebuilds the stories from the topic,
+  dropping duplicates by event id.
 """
 
 from __future__ import annotations
 
 import json
 import signal
+import sqlite3
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
+from kafka import KafkaProducer
 from sqlalchemy import create_engine, text
 
 from consumers.event_relay import CRASH_BEFORE_PUBLISH_ENV, CRASH_EXIT_CODE
 from consumers.settings import Settings, replace
-from tests.integration.conftest import DEV_ARTICLES, read_topic, run_cli, settings_env, start_cli
+from tests.integration.conftest import DEV_ARTICLES, ROOT, read_topic, run_cli, settings_env, start_cli
 from tests.integration.events_support import audit_events, stored_events
 
 pytestmark = pytest.mark.integration
@@ -112,6 +117,33 @@ def test_a_crash_between_commit_and_publication_loses_no_event(settings: Setting
     after.assert_complete()
     print(f"crash before publication: {len(before.missing)} events waited in the database and were published "
           f"after the restart; {after.stored} stored, {after.messages} messages, {after.duplicates} duplicates")
+    check_the_downstream_example(settings, tmp_path)
+
+
+def check_the_downstream_example(settings: Settings, tmp_path: Path) -> None:
+    """deploy/examples/story_table.py, fed every event plus a replay of the first 100 (as after a crash), keeps
+    the database's stories: each story with its canonical and merge, each event applied once."""
+    messages = read_topic(settings.kafka_bootstrap_servers, settings.topic_story_events)
+    producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers)
+    for message in messages[:100]:
+        producer.send(settings.topic_story_events, key=message.key, value=message.value)
+    producer.flush()
+    producer.close()
+    table = tmp_path / "stories.db"
+    result = subprocess.run([sys.executable, str(ROOT / "deploy" / "examples" / "story_table.py"), "--bootstrap",
+                             settings.kafka_bootstrap_servers, "--topic", settings.topic_story_events, "--db",
+                             str(table), "--group", f"{settings.match_group}-example", "--exit-when-idle", "3"],
+                            capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 0, result.stderr[-3000:]
+    stored = sorted(_query(settings, "SELECT id, canonical_article_id, merged_into FROM stories"))
+    events = dict(_query(settings, "SELECT story_id, count(*) FROM story_events GROUP BY story_id"))
+    with sqlite3.connect(table) as db:
+        kept = sorted(db.execute("SELECT story_id, canonical_article_id, merged_into FROM stories").fetchall())
+        applied = dict(db.execute("SELECT story_id, events FROM stories").fetchall())
+    assert kept == stored
+    assert applied == events
+    assert f"applied {sum(events.values())} events, dropped {len(messages) - sum(events.values()) + 100} " \
+           f"duplicates" in result.stderr
 
 
 def _query(settings: Settings, sql: str) -> list[tuple]:
