@@ -330,9 +330,10 @@ class PrivateSchema:
     Other people's benchmarks on this machine use the same database (and recreate its tables):
     in a schema of its own (``search_path`` set through the URLs), a run neither sees their rows
     nor drops their tables. ``owner_url`` / ``app_url`` point into it; ``drop()`` removes it.
+    ``tree``: the checkout whose migrations make the schema (the one whose roles run on it).
     """
 
-    def __init__(self, services: dict[str, str], tag: str) -> None:
+    def __init__(self, services: dict[str, str], tag: str, tree: Path = ROOT) -> None:
         from sqlalchemy import create_engine, text
 
         owner = services["NEWSDEDUP_MIGRATION_DATABASE_URL"]
@@ -355,7 +356,8 @@ class PrivateSchema:
         app = services["NEWSDEDUP_DATABASE_URL"]
         self.app_url = f"{app}{'&' if '?' in app else '?'}{option}"
         upgrade = subprocess.run([sys.executable, "-m", "consumers.cli", "db", "upgrade", "--db", self.owner_url],
-                                 env=role_env(), capture_output=True, text=True, cwd=ROOT)
+                                 env={**role_env(), "PYTHONPATH": str(tree)}, capture_output=True, text=True,
+                                 cwd=tree)
         if upgrade.returncode != 0:
             self.drop()
             sys.exit(f"newsdedup db upgrade in schema {self.schema} failed:\n{upgrade.stderr[-2000:]}")

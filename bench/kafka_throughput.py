@@ -133,7 +133,7 @@ def main() -> int:
     services = services_env()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit("terminated"))  # so that the roles are stopped too
     tag = uuid.uuid4().hex[:8]
-    schema = PrivateSchema(services, tag)
+    schema = PrivateSchema(services, tag, args.tree.resolve() if args.tree else ROOT)
     try:
         return run(args, services, schema.app_url, tag, spy)
     finally:

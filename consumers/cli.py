@@ -166,6 +166,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--show", type=int, default=5, help="how many false merges and false splits to show")
 
     command("topics", "Create the service's Kafka topics if they are missing.", cmd_topics)
+    command("lag-exporter", "Measure each role's consumer lag outside the roles (committed offsets against the log "
+            "end, every lag_interval_seconds) and serve it on metrics_port.", cmd_lag_exporter)
 
     show = command("settings", "List every setting with its variable, flag, default and current value.",
                    cmd_settings)
@@ -411,6 +413,13 @@ def cmd_topics(args: argparse.Namespace, settings: Settings) -> int:
     created = ensure_topics(settings)
     print("created: " + (", ".join(created) if created else "nothing (all topics exist)"))
     return 0
+
+
+def cmd_lag_exporter(args: argparse.Namespace, settings: Settings) -> int:
+    from consumers.lag_exporter import run_lag_exporter
+    from consumers.lifecycle import StopFlag
+
+    return run_lag_exporter(settings, StopFlag().install())
 
 
 def cmd_settings(args: argparse.Namespace, settings: Settings) -> int:

@@ -107,6 +107,10 @@ class Settings:
         60.0, "A role that fetches a record batch its Kafka client cannot decode (unknown codec, corrupt batch) "
         "pauses that partition, fails /readyz and counts it in newsdedup_undecodable_batches_total, keeps the other "
         "partitions moving for this long, then exits (code 65) for its supervisor; nothing is skipped.")
+    lag_interval_seconds: float = setting(
+        10.0, "How often 'newsdedup lag-exporter' reads each group's committed offsets and the log-end offsets "
+        "from Kafka (keep it at most Prometheus' scrape interval; its alert calls a measurement older than 2 "
+        "minutes stale).")
 
     def __post_init__(self) -> None:
         self.match_config().check(self.fingerprint_config())
@@ -115,6 +119,8 @@ class Settings:
                              f"PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL")
         if self.batch_max_messages < 1:
             raise ValueError(f"batch_max_messages={self.batch_max_messages} must be at least 1")
+        if self.lag_interval_seconds <= 0:
+            raise ValueError(f"lag_interval_seconds={self.lag_interval_seconds} must be above 0")
 
     def fingerprint_config(self) -> FingerprintConfig:
         return FingerprintConfig(self.num_perm, self.seed, self.word_shingle_size, self.char_shingle_size)

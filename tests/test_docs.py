@@ -18,7 +18,7 @@ def test_readme_settings_table_is_the_one_generated_from_the_code() -> None:
 
 
 def test_every_command_the_readme_runs_exists() -> None:
-    commands = set(re.findall(r"(?:`|^|bin/)newsdedup (\w+)", README, re.M))
+    commands = set(re.findall(r"(?:`|^|bin/)newsdedup (\w[\w-]*)", README, re.M))
     assert {"run", "ingest", "prepare", "match", "export"} <= commands
     known = set(build_parser()._subparsers._group_actions[0].choices)  # type: ignore[union-attr]
     assert commands <= known, commands - known

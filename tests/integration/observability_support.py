@@ -28,6 +28,7 @@ from tests.integration.conftest import ROOT, alive, free_port, start_cli
 ALERTS = ROOT / "deploy" / "prometheus" / "alerts.yml"
 DEPLOY_SCRAPE_CONFIG = ROOT / "deploy" / "prometheus" / "prometheus.yml"
 DASHBOARD = ROOT / "deploy" / "grafana" / "dashboards" / "newsdedup.json"
+LAG_EXPORTER = "lag-exporter"  # started like a role (start_role), scraped as job newsdedup-lag-exporter
 
 T = TypeVar("T")
 
@@ -61,9 +62,9 @@ def eventually(check: Callable[[], T], timeout: float, what: str, interval: floa
 
 
 def scrape_config(targets: dict[str, int], rule_files: list[Path]) -> str:
-    """A Prometheus config (JSON is YAML) scraping each role every second on 127.0.0.1:port, with
-    job names and the role labelling of deploy/prometheus/prometheus.yml, and evaluating the rules
-    every second."""
+    """A Prometheus config (JSON is YAML) scraping each role (or the lag exporter, LAG_EXPORTER) every
+    second on 127.0.0.1:port, with job names and the role labelling of deploy/prometheus/prometheus.yml,
+    and evaluating the rules every second."""
     return json.dumps({
         "global": {"scrape_interval": "1s", "scrape_timeout": "1s", "evaluation_interval": "1s"},
         "rule_files": [str(path) for path in rule_files],
@@ -71,7 +72,8 @@ def scrape_config(targets: dict[str, int], rule_files: list[Path]) -> str:
             "job_name": f"newsdedup-{role}",
             "honor_labels": True,
             "static_configs": [{"targets": [f"127.0.0.1:{port}"]}],
-            "relabel_configs": [{"target_label": "role", "replacement": role}],
+            # The lag exporter's series carry the role whose group they measure; its target gets none.
+            "relabel_configs": [] if role == LAG_EXPORTER else [{"target_label": "role", "replacement": role}],
         } for role, port in targets.items()],
     }, indent=1)
 

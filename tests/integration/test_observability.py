@@ -1,13 +1,13 @@
 """The ops artifacts against the running system: a real Prometheus (scripts/prometheus.sh) scrapes
-`newsdedup prepare` and `newsdedup match` while a slice of the dev set, and a few malformed
-messages, flow through the real Kafka and PostgreSQL. It evaluates deploy/prometheus/alerts.yml.
+`newsdedup prepare`, `newsdedup match` and `newsdedup lag-exporter` while a slice of the dev set, and a
+few malformed messages, flow through the real Kafka and PostgreSQL. It evaluates deploy/prometheus/alerts.yml.
 
 Checked:
   (a) every query of every panel of deploy/grafana/dashboards/newsdedup.json returns data, every alert
       expression of alerts.yml runs, and every alert rule is loaded and evaluates without error; the
       dead-letter alert fires for exactly the reasons sent, nothing else fires;
   (b) the counters agree with PostgreSQL and Kafka: articles stored, stories founded, dead letters;
-      the owned partitions and the lag series agree with the topics;
+      the owned partitions and the lag series (the roles' and the lag exporter's) agree with the topics;
   (c) /readyz of the matcher follows PostgreSQL going down and coming back, and the process lives on.
 """
 
@@ -22,11 +22,12 @@ from kafka import KafkaProducer
 from sqlalchemy import create_engine, text
 
 from consumers.metrics import REASONS
-from consumers.settings import Settings
+from consumers.settings import Settings, replace
 from tests.integration.conftest import DEV_ARTICLES, ROOT, free_port, read_topic, run_cli, settings_env
 from tests.integration.observability_support import (
     ALERTS,
     DEPLOY_SCRAPE_CONFIG,
+    LAG_EXPORTER,
     Prometheus,
     Role,
     dashboard_queries,
@@ -71,14 +72,16 @@ def database_counts(url: str) -> dict[str, int]:
 
 
 def test_dashboard_alerts_and_counters_against_a_real_prometheus(settings: Settings, tmp_path: Path) -> None:
+    settings = replace(settings, lag_interval_seconds=1.0)  # the lag exporter follows within a second or two
     env = settings_env(settings)
     run_cli(["topics"], env)
-    ports = {"prepare": free_port(), "match": free_port()}
+    ports = {"prepare": free_port(), "match": free_port(), LAG_EXPORTER: free_port()}
     config = tmp_path / "prometheus.yml"
     config.write_text(scrape_config(ports, [ALERTS]))
-    for role in ports:  # the scrape config mirrors the deploy one's job name and role label
+    for role in ports:  # the scrape config mirrors the deploy one's job names and role labels
         assert f"job_name: newsdedup-{role}" in DEPLOY_SCRAPE_CONFIG.read_text()
-        assert f"target_label: role\n        replacement: {role}\n" in DEPLOY_SCRAPE_CONFIG.read_text()
+        assert (f"target_label: role\n        replacement: {role}\n" in DEPLOY_SCRAPE_CONFIG.read_text()) == \
+            (role != LAG_EXPORTER)
 
     roles = {name: start_role(name, env, port) for name, port in ports.items()}
     try:
@@ -104,9 +107,9 @@ def test_dashboard_alerts_and_counters_against_a_real_prometheus(settings: Setti
 
 
 def wait_until_scraped_and_settled(prometheus: Prometheus, roles: dict[str, Role], settings: Settings) -> None:
-    """Both roles scraped and owning their topics' partitions, as Prometheus sees them, and the
-    dead-letter counters scraped at 0 (so the first dead letter is an increase). Readiness is
-    checked on its own, in check_readiness_follows_postgres."""
+    """Both roles and the lag exporter scraped, the roles owning their topics' partitions, as Prometheus
+    sees them, and the dead-letter counters scraped at 0 (so the first dead letter is an increase).
+    Readiness is checked on its own, in check_readiness_follows_postgres."""
     expected = {"prepare": settings.raw_partitions, "match": settings.fingerprinted_partitions}
 
     def settled() -> bool:
@@ -116,7 +119,7 @@ def wait_until_scraped_and_settled(prometheus: Prometheus, roles: dict[str, Role
         owned = {dict(k)["role"]: v for k, v in prometheus.values(
             "sum by (role) (newsdedup_assigned_partitions)").items()}
         zero_letters = prometheus.value('count(newsdedup_dead_letters_total{role="prepare"} == 0)')
-        assert len(up) == 2 and set(up.values()) == {1.0}, f"up: {up}"
+        assert len(up) == 3 and set(up.values()) == {1.0}, f"up: {up}"
         assert owned == expected, f"owned partitions: {owned}"
         assert zero_letters == len(REASONS), f"dead-letter counters at 0: {zero_letters}"
         return True
@@ -146,24 +149,28 @@ def wait_until_drained(prometheus: Prometheus, settings: Settings, roles: dict[s
         rejected = prometheus.value('sum(newsdedup_articles_total{role="prepare", outcome="rejected"})')
         matched = prometheus.value('sum(newsdedup_articles_total{role="match"})')
         lag = prometheus.value("max(newsdedup_consumer_lag_messages)")
-        state = {"prepared": prepared, "rejected": rejected, "matched": matched, "max lag": lag}
-        assert state == {"prepared": ARTICLES, "rejected": len(MALFORMED), "matched": ARTICLES, "max lag": 0}, state
+        outside = prometheus.value("max(newsdedup_group_lag_messages)")
+        state = {"prepared": prepared, "rejected": rejected, "matched": matched, "max lag": lag, "group lag": outside}
+        assert state == {"prepared": ARTICLES, "rejected": len(MALFORMED), "matched": ARTICLES, "max lag": 0,
+                         "group lag": 0}, state
         return True
 
-    eventually(drained, 60, "every article prepared, matched and scraped, lag 0", interval=1)
+    eventually(drained, 60, "every article prepared, matched and scraped, lag 0 inside and outside", interval=1)
 
 
 # -- (a) the dashboard and the alerts ----------------------------------------------------------------------
 
 
 def check_every_series_carries_role(roles: dict[str, Role]) -> None:
-    """The contract the dashboard's $role and the alerts' `on (job, instance, role)` rely on."""
+    """The contract the dashboard's $role and the alerts' `on (job, instance, role)` rely on. The lag
+    exporter's series carry the role whose consumer group they measure."""
     for role in roles.values():
         status, body = http_get(f"{role.url}/metrics")
         assert status == 200
+        names = ("prepare", "match") if role.name == LAG_EXPORTER else (role.name,)
         for line in body.decode().splitlines():
             if line.startswith("newsdedup_"):
-                assert f'role="{role.name}"' in line.split("}")[0], f"{role.name}: {line}"
+                assert any(f'role="{name}"' in line.split("}")[0] for name in names), f"{role.name}: {line}"
 
 
 def check_dashboard_queries_return_data(prometheus: Prometheus) -> None:
@@ -177,7 +184,7 @@ def check_dashboard_queries_return_data(prometheus: Prometheus) -> None:
 def check_alert_rules(prometheus: Prometheus) -> None:
     alerts = {"NewsdedupConsumerLagHigh", "NewsdedupConsumerStalled", "NewsdedupDeadLetters",
               "NewsdedupDatabaseErrors", "NewsdedupNoPartitionsAssigned", "NewsdedupMatcherNotReady",
-              "NewsdedupTargetDown"}
+              "NewsdedupTargetDown", "NewsdedupLagExporterDown", "NewsdedupUndecodableBatches"}
 
     def evaluated() -> list[dict]:
         rules = prometheus.rules()
@@ -223,6 +230,10 @@ def check_counters_agree_with_postgres_and_kafka(prometheus: Prometheus, setting
     assert {dict(k)["topic"]: v for k, v in lag.items()} == {
         settings.topic_raw: settings.raw_partitions, settings.topic_fingerprinted: settings.fingerprinted_partitions}
     assert prometheus.value("max(newsdedup_consumer_lag_seconds)") == 0
+    outside = prometheus.values("count by (role, topic) (newsdedup_group_lag_messages)")
+    assert {dict(k)["topic"]: v for k, v in outside.items()} == {
+        settings.topic_raw: settings.raw_partitions, settings.topic_fingerprinted: settings.fingerprinted_partitions}
+    assert prometheus.value("max(newsdedup_group_lag_messages)") == 0
 
 
 # -- (c) readiness follows PostgreSQL ----------------------------------------------------------------------

@@ -26,7 +26,7 @@ from typing import Any
 
 import pytest
 
-from consumers.metrics import OUTCOMES, REASONS, Metrics
+from consumers.metrics import OUTCOMES, REASONS, LagMetrics, Metrics
 from tests.integration.conftest import alive, free_port
 
 REPO = Path(__file__).resolve().parents[2]
@@ -49,10 +49,14 @@ ALERT_NAMES = {
     "NewsdedupNoPartitionsAssigned",
     "NewsdedupMatcherNotReady",
     "NewsdedupTargetDown",
+    "NewsdedupLagExporterDown",
+    "NewsdedupUndecodableBatches",
 }
 # The metric each alert is about (the issue names them).
 ALERT_METRICS = {
-    "NewsdedupConsumerLagHigh": {"newsdedup_consumer_lag_seconds", "newsdedup_assigned_partitions"},
+    # measured outside the roles (newsdedup lag-exporter), not by their poll loops
+    "NewsdedupConsumerLagHigh": {"newsdedup_group_lag_messages", "newsdedup_group_committed_offset",
+                                 "newsdedup_log_end_offset"},
     "NewsdedupConsumerStalled": {"newsdedup_consumer_lag_messages", "newsdedup_articles_total",
                                  "newsdedup_assigned_partitions"},
     "NewsdedupNoPartitionsAssigned": {"newsdedup_assigned_partitions"},
@@ -60,6 +64,9 @@ ALERT_METRICS = {
     "NewsdedupDatabaseErrors": {"newsdedup_database_errors_total"},
     "NewsdedupMatcherNotReady": {"newsdedup_ready"},
     "NewsdedupTargetDown": {"up"},
+    "NewsdedupLagExporterDown": {"newsdedup_lag_exporter_up", "newsdedup_lag_exporter_last_success_timestamp_seconds",
+                                 "up"},
+    "NewsdedupUndecodableBatches": {"newsdedup_undecodable_batches_total", "newsdedup_blocked_partitions"},
 }
 # Labels Prometheus adds to every scraped series: job and instance, and role from the scrape config.
 TARGET_LABELS = {"job", "instance", "role"}
@@ -72,8 +79,9 @@ REQUIRED_PANELS = {
     "Stage latency p95 by stage": {"newsdedup_stage_duration_seconds_bucket"},
     "Stage latency p50 by stage": {"newsdedup_stage_duration_seconds_bucket"},
     "End-to-end latency": {"newsdedup_end_to_end_seconds_bucket"},
-    "Consumer lag (seconds) per partition": {"newsdedup_consumer_lag_seconds"},
-    "Consumer lag (messages) per partition": {"newsdedup_consumer_lag_messages"},
+    "Consumer lag (messages) per partition": {"newsdedup_group_lag_messages"},
+    "Consumed vs produced (messages/s)": {"newsdedup_group_committed_offset", "newsdedup_log_end_offset"},
+    "Lag measurement age": {"newsdedup_lag_exporter_last_success_timestamp_seconds"},
     "Assigned partitions": {"newsdedup_assigned_partitions"},
     "Index size": {"newsdedup_index_articles", "newsdedup_index_stories"},
     "Index memory": {"newsdedup_index_memory_bytes"},
@@ -149,23 +157,24 @@ def loaded_rules(promtool: str, tmp_path_factory: pytest.TempPathFactory) -> dic
 
 
 def metric_labels() -> dict[str, set[str]]:
-    """Every series name consumers/metrics.py exports, as prometheus_client writes them, plus `up`,
-    with the label names of each (without the target labels Prometheus adds)."""
+    """Every series name consumers/metrics.py exports (the roles' Metrics and the lag exporter's
+    LagMetrics), as prometheus_client writes them, plus `up`, with the label names of each (without
+    the target labels Prometheus adds)."""
     labels: dict[str, set[str]] = {"up": set()}
-    metrics = Metrics("x")
-    declared = {m._name: set(m._labelnames) for m in vars(metrics).values()  # no public API for label names
-                if hasattr(m, "_labelnames")}
-    for family in metrics.registry.collect():
-        names = declared[family.name]
-        if family.type == "counter":
-            labels[family.name + "_total"] = names
-        elif family.type == "histogram":
-            labels[family.name + "_bucket"] = names | {"le"}
-            labels[family.name + "_sum"] = labels[family.name + "_count"] = names
-        elif family.type == "gauge":
-            labels[family.name] = names
-        else:
-            raise AssertionError(f"{family.name}: type {family.type} not handled here")
+    for metrics in (Metrics("x"), LagMetrics()):
+        declared = {m._name: set(m._labelnames) for m in vars(metrics).values()  # no public API for label names
+                    if hasattr(m, "_labelnames")}
+        for family in metrics.registry.collect():
+            names = declared[family.name]
+            if family.type == "counter":
+                labels[family.name + "_total"] = names
+            elif family.type == "histogram":
+                labels[family.name + "_bucket"] = names | {"le"}
+                labels[family.name + "_sum"] = labels[family.name + "_count"] = names
+            elif family.type == "gauge":
+                labels[family.name] = names
+            else:
+                raise AssertionError(f"{family.name}: type {family.type} not handled here")
     return labels
 
 
@@ -290,14 +299,19 @@ def test_scrape_config_discovers_every_replica_by_service_name():
     text = PROMETHEUS_CONFIG.read_text()
     jobs = re.split(r"\n  - job_name: ", text)[1:]
     by_name = {job.split("\n", 1)[0].strip(): job for job in jobs}
-    assert set(by_name) == {"prometheus", "newsdedup-prepare", "newsdedup-match"}
+    assert set(by_name) == {"prometheus", "newsdedup-prepare", "newsdedup-match", "newsdedup-lag-exporter"}
     assert "localhost:9090" in by_name["prometheus"]
-    for job, service in (("newsdedup-prepare", "prepare"), ("newsdedup-match", "match")):
+    for job, service in (("newsdedup-prepare", "prepare"), ("newsdedup-match", "match"),
+                         ("newsdedup-lag-exporter", "lag-exporter")):
         body = by_name[job]
         assert "dns_sd_configs:" in body and "static_configs" not in body, job
         assert re.search(rf'names: \["{service}"\]', body), job
         assert re.search(r"\bport: 9400\b", body), job
-        assert re.search(rf"target_label: role\n\s+replacement: {service}\n", body), job
+        assert "honor_labels: true" in body, job
+        if service == "lag-exporter":  # its series carry the role whose group they measure
+            assert "target_label: role" not in body
+        else:
+            assert re.search(rf"target_label: role\n\s+replacement: {service}\n", body), job
     assert re.search(r"rule_files:\n  - alerts.yml\n", text)
 
 
@@ -330,10 +344,15 @@ def test_alerts_use_only_labels_the_metrics_have(loaded_rules):
         assert not label_problems(rule["query"]), (name, label_problems(rule["query"]))
 
 
-def test_lag_alerts_leave_standbys_out(loaded_rules):
-    for name in ("NewsdedupConsumerLagHigh", "NewsdedupConsumerStalled"):
-        query = " ".join(loaded_rules[name]["query"].split())
-        assert "and on (job, instance, role) newsdedup_assigned_partitions > 0" in query, name
+def test_stall_alert_leaves_standbys_out(loaded_rules):
+    query = " ".join(loaded_rules["NewsdedupConsumerStalled"]["query"].split())
+    assert "and on (job, instance, role) newsdedup_assigned_partitions > 0" in query
+
+
+def test_lag_alert_uses_the_outside_measurement_only(loaded_rules):
+    """Issue 11: the roles' own lag gauges read 0, or vanish, while a role is wedged, dead or not started."""
+    used = metric_names(loaded_rules["NewsdedupConsumerLagHigh"]["query"])
+    assert not {name for name in used if name.startswith("newsdedup_consumer_lag")}, used
 
 
 def test_lag_alert_waits_ten_minutes(loaded_rules):
@@ -527,7 +546,7 @@ def test_compose_stack_uses_the_official_images(compose_config):
     assert image["postgres"] == "postgres:16"
     assert image["prometheus"].startswith("prom/prometheus:")
     assert image["grafana"].startswith("grafana/grafana:")
-    for name in ("migrate", "prepare", "match", "demo-producer"):
+    for name in ("migrate", "prepare", "match", "lag-exporter", "demo-producer"):
         assert Path(services[name]["build"]["context"]) == REPO, name
         assert image[name] == image["prepare"], name
     assert services["kafka"]["environment"]["KAFKA_PROCESS_ROLES"] == "broker,controller"
@@ -538,6 +557,7 @@ def test_compose_roles_run_the_right_commands(compose_config):
     assert services["migrate"]["command"] == ["db", "upgrade"]
     assert services["prepare"]["command"] == ["prepare"]
     assert services["match"]["command"] == ["match"]
+    assert services["lag-exporter"]["command"] == ["lag-exporter"]
     assert services["demo-producer"]["command"][0] == "ingest"
     assert services["demo-producer"]["command"][-1] == "samples/articles.jsonl"
     for one_shot in ("migrate", "demo-producer"):
@@ -551,7 +571,7 @@ def test_prepare_scales_and_workers_have_healthchecks(compose_config):
     assert not prepare.get("ports"), "a fixed host port would stop `--scale prepare=N`"
     assert "container_name" not in prepare
     assert prepare.get("deploy", {}).get("replicas", 1) >= 1
-    for name in ("prepare", "match"):
+    for name in ("prepare", "match", "lag-exporter"):
         test = " ".join(services[name]["healthcheck"]["test"])
         assert "/healthz" in test and ":9400" in test, name
 
@@ -561,7 +581,7 @@ def test_database_roles_are_least_privilege(compose_config):
     migrate_env = services["migrate"]["environment"]
     assert "://newsdedup_owner:" in migrate_env["NEWSDEDUP_MIGRATION_DATABASE_URL"]
     assert "://newsdedup_app:" in services["match"]["environment"]["NEWSDEDUP_DATABASE_URL"]
-    for name in ("prepare", "demo-producer"):
+    for name in ("prepare", "lag-exporter", "demo-producer"):
         assert not any("DATABASE_URL" in key for key in services[name].get("environment", {})), name
     mounts = {volume["target"]: volume.get("source") for volume in services["postgres"]["volumes"]}
     init = [source for target, source in mounts.items() if target.startswith("/docker-entrypoint-initdb.d/")]
