@@ -14,8 +14,10 @@ A story lives in one partition, so its events keep their order; the message key 
 so they stay in one partition of the topic too.
 
 A failure (Kafka unreachable, the database away) leaves the events in the table: the partition is
-marked pending, /readyz fails (check ``events``), and the relay tries again on the next batch or
-idle poll. Messages follow ``consumers/schemas/story_event.schema.json`` (README, "stories.events").
+marked pending, /readyz fails (check ``events``), and the relay tries again every RETRY_SECONDS
+(``tick``, every loop turn). Each owned partition is also looked at every SWEEP_SECONDS, so an event
+that a former owner committed late is published without waiting for the partition's next batch.
+Messages follow ``consumers/schemas/story_event.schema.json`` (README, "stories.events").
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import json
 import logging
 import os
 import time
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
 from kafka.errors import KafkaError
@@ -40,7 +43,8 @@ log = logging.getLogger(__name__)
 SCHEMA_VERSION = 1
 HEALTH_CHECK = "events"
 READ_ROWS = 5000  # events read and sent per round; a long backlog (after an outage) takes several
-RETRY_SECONDS = 2.0
+RETRY_SECONDS = 2.0   # a failed partition is tried again this often
+SWEEP_SECONDS = 10.0  # an owned partition is looked at this often even without a batch
 # Tests only: crash (exit CRASH_EXIT_CODE) right after the Nth commit with events, before publishing them.
 CRASH_BEFORE_PUBLISH_ENV = "NEWSDEDUP_TEST_CRASH_BEFORE_PUBLISH"
 CRASH_EXIT_CODE = 86
@@ -61,41 +65,65 @@ def event_message(event: StoredEvent) -> bytes:
 
 
 class EventRelay:
-    def __init__(self, store: StoryStore, producer: KafkaProducer, topic: str, telemetry: Telemetry) -> None:
+    def __init__(self, store: StoryStore, producer: KafkaProducer, topic: str, telemetry: Telemetry,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.store = store
         self.producer = producer
         self.topic = topic
         self.telemetry = telemetry
-        self.marks: dict[int, int] = {}  # partition → highest id sent and acknowledged (the table may lag)
-        self.pending: set[int] = set()   # partitions whose last attempt failed
-        self._last_attempt = 0.0
+        self._clock = clock
+        self.marks: dict[int, int] = {}   # partition → highest id sent and acknowledged
+        self.stored: dict[int, int] = {}  # partition → the mark as the table holds it (may lag behind marks)
+        self.pending: set[int] = set()    # partitions with events to send: a failed attempt, or just assigned
+        self._last_attempt: dict[int, float] = {}
         self._crash_countdown = int(os.environ.get(CRASH_BEFORE_PUBLISH_ENV) or 0)
         telemetry.health.set(HEALTH_CHECK, True)
 
     def committed(self, partition: int, had_events: bool) -> None:
-        """After a batch of ``partition`` committed: publish what it stored."""
+        """After a batch of ``partition`` committed: publish what it stored (and anything still waiting)."""
         if had_events and self._crash_countdown:
             self._crash_countdown -= 1
             if not self._crash_countdown:
                 log.critical("test crash between commit and publication", extra={"partition": partition})
                 logging.shutdown()
                 os._exit(CRASH_EXIT_CODE)
-        if had_events or partition in self.pending:
-            self.publish(partition)
+        self.publish(partition)
+
+    def assigned(self, partition: int) -> None:
+        """A partition just assigned: what a crashed owner stored but never published goes out on the next
+        ``tick``, outside the rebalance callback (a slow broker must not hold up the group's join)."""
+        self.marks.pop(partition, None)
+        self.pending.add(partition)
+        self._last_attempt.pop(partition, None)
+        self._report()
+
+    def tick(self, owned: Iterable[int]) -> None:
+        """Every loop turn: retry the pending partitions every RETRY_SECONDS, and look at each owned partition
+        every SWEEP_SECONDS, so that an event committed without a publish after it (a late write of a former
+        owner) does not wait for the partition's next batch."""
+        now = self._clock()
+        for partition in sorted(set(owned) | self.pending):
+            wait = RETRY_SECONDS if partition in self.pending else SWEEP_SECONDS
+            if now - self._last_attempt.get(partition, float("-inf")) >= wait:
+                self.publish(partition)
 
     def publish(self, partition: int) -> bool:
-        """Send the partition's unpublished events; False if that failed (they wait in the table)."""
-        self._last_attempt = time.monotonic()
+        """Send the partition's unpublished events and store the mark; False if that failed (they wait)."""
+        self._last_attempt[partition] = self._clock()
         try:
             while True:
-                mark, events = self.store.unpublished_events(partition, self.marks.get(partition), READ_ROWS)
+                known = self.marks.get(partition)
+                mark, events = self.store.unpublished_events(partition, known, READ_ROWS)
+                if known is None:
+                    self.stored[partition] = mark
                 self.marks[partition] = mark
-                if not events:
-                    break
-                self._send(events)
-                self.marks[partition] = events[-1].id
-                self.store.mark_published(partition, events[-1].id)
-                self.telemetry.metrics.events_published.labels(role=self.telemetry.role).inc(len(events))
+                if events:
+                    self._send(events)
+                    self.marks[partition] = events[-1].id
+                    self.telemetry.metrics.events_published.labels(role=self.telemetry.role).inc(len(events))
+                if self.marks[partition] > self.stored.get(partition, 0):  # also a mark a failed write left behind
+                    self.store.mark_published(partition, self.marks[partition])
+                    self.stored[partition] = self.marks[partition]
                 if len(events) < READ_ROWS:
                     break
         except (KafkaError, SQLAlchemyError) as exc:
@@ -105,15 +133,10 @@ class EventRelay:
         self._report()
         return True
 
-    def retry(self) -> None:
-        """On idle polls: try the pending partitions again, at most every RETRY_SECONDS."""
-        if self.pending and time.monotonic() - self._last_attempt >= RETRY_SECONDS:
-            for partition in sorted(self.pending):
-                self.publish(partition)
-
     def forget(self, partition: int) -> None:
         """A revoked partition: its next owner publishes from the stored mark."""
-        self.marks.pop(partition, None)
+        for state in (self.marks, self.stored, self._last_attempt):
+            state.pop(partition, None)
         self.pending.discard(partition)
         self._report()
 

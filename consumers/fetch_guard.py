@@ -17,10 +17,12 @@ batch is read again once the cause is fixed (the codec installed, the corrupt se
 from __future__ import annotations
 
 import logging
+import re
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from kafka.errors import CorruptRecordError, KafkaError, UnsupportedCodecError
 from kafka.structs import TopicPartition
@@ -33,6 +35,9 @@ if TYPE_CHECKING:  # the CLI imports this module for its exit code: keep its sta
 log = logging.getLogger(__name__)
 EXIT_UNDECODABLE = 65  # EX_DATAERR: the input cannot be read; restart-on-failure policies start the role again
 DECODE_ERRORS = (UnsupportedCodecError, CorruptRecordError)
+# Where kafka-python parses fetched bytes: its record formats, its codecs, and the fetcher's record iterator.
+PARSING_FILES = re.compile(r"[/\\]kafka[/\\](record[/\\]|codec\.py$)")
+PARSING_FUNCTIONS = frozenset({"_unpack_records", "take"})
 HEALTH_CHECK = "decodable"
 
 
@@ -60,13 +65,18 @@ class FetchGuard:
 
     def caught(self, exc: BaseException) -> bool:
         """After ``poll`` raised: True if ``exc`` is an undecodable batch, now paused and reported."""
-        partition = _broken_partition(self.consumer)
-        decode_error = isinstance(exc, DECODE_ERRORS) or not isinstance(exc, KafkaError)
-        if partition is None or not decode_error:
-            return False  # a connection or broker error: the caller retries
+        records = _records_in_line(self.consumer)
+        decode_error = isinstance(exc, DECODE_ERRORS) or _raised_parsing_records(exc)
+        if records is None or not decode_error:
+            return False  # a connection or broker error (the caller retries), or a bug (the caller raises)
+        partition = records.topic_partition
         offset = self._position(partition)
         reason = f"{type(exc).__name__}: {exc}"[:500]
         self.consumer.pause(partition)
+        # Drop the broken records too: parked while paused, they would come back in line (and spin) whenever
+        # kafka-python recreates the partition's state after a rebalance; dropped, the batch is fetched again
+        # and caught again.
+        records.drain()
         # Kept through rebalances, with the time first seen: the hold ends when it ends, whichever process
         # owns the partition by then (one that gets it finds the batch for itself).
         earlier = self.blocked.get(partition)
@@ -99,11 +109,18 @@ class FetchGuard:
             return None
 
 
-def _broken_partition(consumer: KafkaConsumer) -> TopicPartition | None:
-    """The partition whose fetched records the client failed to parse, if any.
+def _records_in_line(consumer: KafkaConsumer) -> Any:
+    """The fetched records kafka-python is handing out (a ``Fetcher.PartitionRecords``), if any.
 
-    kafka-python keeps the records it is handing out in ``_next_partition_records``; after a parse
-    error that object stays in place (it is what the next poll spins on). No public API names it.
+    After a parse error that object stays in place: it is what the next poll spins on. No public API names it.
     """
     records = getattr(getattr(consumer, "_fetcher", None), "_next_partition_records", None)
-    return getattr(records, "topic_partition", None) if records else None
+    return records if records and hasattr(records, "topic_partition") else None
+
+
+def _raised_parsing_records(exc: BaseException) -> bool:
+    """True if ``exc`` came out of parsing fetched records (a decompressor's own error, say), not from elsewhere
+    in poll: records wait in line after any large fetch, so their presence alone blames nothing."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    return any(PARSING_FILES.search(frame.filename)
+               or (frame.name in PARSING_FUNCTIONS and frame.filename.endswith("fetcher.py")) for frame in frames)

@@ -63,6 +63,7 @@ MAX_BACKOFF_SECONDS = 10.0  # the longest wait for the database: work resumes so
 PING_SECONDS = 2.0
 # Errors about the data, not the connection: retrying the same batch cannot help.
 REFUSED_BY_DATABASE = (DataError, IntegrityError)
+DEAD_LETTERS_CHECK = "dead_letters"  # /readyz: false while dead letters cannot be delivered
 
 
 class MatchWorker(ConsumerRebalanceListener):
@@ -81,7 +82,7 @@ class MatchWorker(ConsumerRebalanceListener):
         self.isolating: dict[int, int] = {}
         self.handled = 0
         self._last_ping = 0.0
-        telemetry.health.checks.update(kafka=False, database=True, index=True)
+        telemetry.health.checks.update(kafka=False, database=True, index=True, dead_letters=True)
 
     # -- rebalance callbacks (run inside poll, between batches) ------------------------------
 
@@ -133,7 +134,7 @@ class MatchWorker(ConsumerRebalanceListener):
             # whose write failed is read again rather than skipped (replays are no-ops).
             self.consumer.seek_to_beginning(partition)
         self.matchers[partition.partition] = matcher
-        self.relay.publish(partition.partition)  # what a crashed owner stored but had not published
+        self.relay.assigned(partition.partition)  # what a crashed owner stored but had not published
         self.telemetry.index(partition.partition, matcher)
         log.info("index rebuilt", extra={
             "role": ROLE, "partition": partition.partition, "articles": loaded,
@@ -150,9 +151,9 @@ class MatchWorker(ConsumerRebalanceListener):
                 self.telemetry.health.tick()
             self.telemetry.health.set("kafka", kafka_connected(self.consumer))
             self.telemetry.refresh_lag(self.consumer)
+            self.relay.tick(self.matchers)
             if not batch:
                 self._ping_database()
-                self.relay.retry()
                 idle += 1
                 if max_idle_polls is not None and idle >= max_idle_polls:
                     self.guard.check(idle_exit=True)
@@ -241,14 +242,13 @@ class MatchWorker(ConsumerRebalanceListener):
             # so not a race with another writer): dead-letter it and store the offset past it.
             log.error("database refused the record; dead-lettering it", extra=extra)
             detail = f"database refused it: {type(exc.orig or exc).__name__}"
-            deliver(self.producer, self.settings.topic_dead_letters, [self._dead_letter(records[0], detail)])
+            self._deliver_dead_letters([self._dead_letter(records[0], detail)])
             mark = OffsetMark(self.settings.match_group, partition.topic, partition.partition, records[0].offset + 1)
             with contextlib.suppress(SQLAlchemyError):  # if not stored, the record is read and refused again
                 self.store.write_batch(Changes(), matcher, [mark], partition.partition)
         self._restore(partition)
 
     def _dead_letter(self, record: ConsumerRecord, detail: str) -> Outgoing:
-        self.telemetry.rejected(PROCESSING_ERROR, dead_lettered=True)
         return dead_letter(self.producer, self.settings.topic_dead_letters, record, PROCESSING_ERROR, detail)
 
     def _ping_database(self) -> None:
@@ -266,15 +266,23 @@ class MatchWorker(ConsumerRebalanceListener):
                                letters: list[Outgoing]) -> bool:
         """Wait for the batch's dead letters before its offset is stored: if that fails, read the batch again."""
         try:
-            deliver(self.producer, self.settings.topic_dead_letters, letters)
+            self._deliver_dead_letters(letters)
             return True
         except KafkaError as exc:
+            self.telemetry.health.set(DEAD_LETTERS_CHECK, False)  # a partition stalled on them must be loud
             log.warning("dead letters not delivered; the batch is read again", extra={
                 "role": ROLE, "partition": partition.partition, "offset": records[0].offset,
                 "error": type(exc).__name__})
             self.consumer.seek(partition, records[0].offset)
             self.stop.wait(1.0)
             return False
+
+    def _deliver_dead_letters(self, letters: list[Outgoing]) -> None:
+        """Send and wait; counted once delivered (a batch read again after a failure sends them again)."""
+        deliver(self.producer, self.settings.topic_dead_letters, letters)
+        for _ in letters:
+            self.telemetry.rejected(PROCESSING_ERROR, dead_lettered=True)
+        self.telemetry.health.set(DEAD_LETTERS_CHECK, True)
 
 
 def run_match(settings: Settings, store: StoryStore, stop: StopFlag, max_idle_polls: int | None = None) -> int:

@@ -16,15 +16,19 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from kafka import KafkaProducer
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, insert, text
 
 from consumers.event_relay import CRASH_BEFORE_PUBLISH_ENV, CRASH_EXIT_CODE
 from consumers.settings import Settings, replace
+from consumers.storage.models import StoryEventRow
+from consumers.storage.store import StoryStore
 from tests.integration.conftest import DEV_ARTICLES, ROOT, read_topic, run_cli, settings_env, start_cli
 from tests.integration.events_support import audit_events, stored_events
 
@@ -62,13 +66,17 @@ def wait_matched(settings: Settings, records: int, processes: list[subprocess.Po
         time.sleep(0.5)
 
 
-def stop(processes: list[subprocess.Popen[str]]) -> None:
+def stop(processes: list[subprocess.Popen[str]]) -> list[str]:
+    """SIGTERM each, wait for exit 0; their logs."""
     for process in processes:
         if process.poll() is None:
             process.send_signal(signal.SIGTERM)
+    logs = []
     for process in processes:
         _, stderr = process.communicate(timeout=60)
         assert process.returncode == 0, f"{process.args} exited {process.returncode}:\n{stderr[-3000:]}"
+        logs.append(stderr)
+    return logs
 
 
 def audit(settings: Settings):  # type: ignore[no-untyped-def]
@@ -87,8 +95,11 @@ def test_two_matchers_writing_at_once_publish_every_event_in_story_order(setting
     try:
         wait_matched(settings, count, roles)
     finally:
-        stop(roles)
+        logs = stop(roles)
     assert set(matched(settings)) == {0, 1}, "both partitions must have been written"
+    owned = [{json.loads(line)["partition"] for line in log.splitlines() if '"partition assigned"' in line}
+             for log in logs[:2]]
+    assert all(owned), f"each matcher must have owned a partition: {owned}"
     result = audit(settings)
     result.assert_complete()
     partitions = {row[0] for row in _query(settings, "SELECT DISTINCT match_partition FROM story_events")}
@@ -153,3 +164,40 @@ def _query(settings: Settings, sql: str) -> list[tuple]:
             return [tuple(row) for row in conn.execute(text(sql))]
     finally:
         engine.dispose()
+
+
+def test_writers_of_one_partition_commit_their_event_ids_in_order(database: str) -> None:
+    """The outbox gap, made to happen: writer B starts a batch transaction of partition 7 while writer A's is
+    open, and takes its event id before A does. Were B to commit first, a relay reading "id > mark" in between
+    would publish B's id and never A's lower one. The partition's event_relay row, which every batch
+    transaction locks first, makes B wait for A: B's id comes after A's, and B commits after A."""
+    engine = create_engine(database)
+    store = StoryStore(engine)
+    now = datetime.now(UTC)
+    event = {"match_partition": 7, "story_id": "s", "kind": "founded", "article_id": None, "reason": "test",
+             "similarity": None, "occurred_at": now}
+    ids: dict[str, int] = {}
+    committed: list[str] = []
+
+    def writer(name: str, started: threading.Event, go: threading.Event) -> None:
+        with engine.begin() as conn:
+            conn.execute(store._claim_relay_row(7, now))  # the first statement of StoryStore.write_batch
+            started.set()
+            go.wait(10)
+            ids[name] = conn.execute(insert(StoryEventRow).returning(StoryEventRow.id), event).scalar_one()
+        committed.append(name)
+
+    a_started, a_go, b_started, b_go = (threading.Event() for _ in range(4))
+    a = threading.Thread(target=writer, args=("a", a_started, a_go))
+    a.start()
+    assert a_started.wait(10)
+    b = threading.Thread(target=writer, args=("b", b_started, b_go))
+    b_go.set()  # B would take its id at once
+    b.start()
+    time.sleep(1.0)
+    assert not b_started.is_set() and "b" not in ids, "writer B went on while A held the partition's relay row"
+    a_go.set()
+    a.join(10)
+    b.join(10)
+    engine.dispose()
+    assert committed == ["a", "b"] and ids["a"] < ids["b"], (committed, ids)

@@ -20,12 +20,13 @@ import sys
 import time
 
 import pytest
-from kafka import KafkaProducer
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from sqlalchemy import create_engine, text
 
 from consumers.fetch_guard import EXIT_UNDECODABLE
 from consumers.settings import Settings
 from tests.integration.conftest import DEV_ARTICLES, ROOT, free_port, read_topic, run_cli, settings_env
-from tests.integration.observability_support import Role, eventually, http_get
+from tests.integration.observability_support import Role, eventually, http_get, start_role
 
 pytestmark = pytest.mark.integration
 
@@ -48,7 +49,8 @@ def produce(settings: Settings, held_compression: str | None) -> None:
     held = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, compression_type=held_compression)
     plain = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers)
     for _ in range(PER_PARTITION):
-        held.send(settings.topic_raw, value=next(values), partition=HELD)
+        # One batch per record on the held partition: a role that skipped the broken batch would prepare the rest.
+        held.send(settings.topic_raw, value=next(values), partition=HELD).get(timeout=30)
         for partition in OTHERS:
             plain.send(settings.topic_raw, value=next(values), partition=partition)
     for producer in (held, plain):
@@ -66,10 +68,22 @@ def corrupt_segment(topic: str, partition: int) -> None:
 
 
 def start_prepare(env: dict[str, str], port: int, without_lz4: bool) -> Role:
-    prefix = [sys.executable, "-c", WITHOUT_LZ4] if without_lz4 else [sys.executable, "-m", "consumers.cli"]
-    process = subprocess.Popen([*prefix, "prepare", "--metrics-port", str(port)], env=env, cwd=ROOT,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    return Role("prepare", port, process)
+    return start_role_without_lz4("prepare", env, port) if without_lz4 else start_role("prepare", env, port)
+
+
+def start_role_without_lz4(name: str, env: dict[str, str], port: int) -> Role:
+    process = subprocess.Popen([sys.executable, "-c", WITHOUT_LZ4, name, "--metrics-port", str(port)], env=env,
+                               cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return Role(name, port, process)
+
+
+def committed_offset(settings: Settings, partition: int) -> int | None:
+    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers, group_id=settings.prepare_group,
+                             enable_auto_commit=False)
+    try:
+        return consumer.committed(TopicPartition(settings.topic_raw, partition))
+    finally:
+        consumer.close()
 
 
 def metric(body: str, name: str, partition: int | None = None) -> float | None:
@@ -117,6 +131,7 @@ def test_an_undecodable_batch_is_reported_held_and_never_skipped(settings: Setti
     assert f"{settings.topic_raw}[{HELD}] at offset 0" in role.tail()
     prepared = read_topic(settings.kafka_bootstrap_servers, settings.topic_fingerprinted)
     assert len(prepared) == PER_PARTITION * len(OTHERS)
+    assert committed_offset(settings, HELD) is None, "the held partition's offset moved"
 
     if cause == "corrupt batch":
         return  # the bytes on disk stay corrupt: a person decides what to do with them (RUNBOOK)
@@ -125,3 +140,35 @@ def test_an_undecodable_batch_is_reported_held_and_never_skipped(settings: Setti
     prepared = read_topic(settings.kafka_bootstrap_servers, settings.topic_fingerprinted)
     assert len(prepared) == PER_PARTITION * (1 + len(OTHERS))
     assert read_topic(settings.kafka_bootstrap_servers, settings.topic_dead_letters) == []
+
+
+def test_the_matcher_holds_an_undecodable_batch_too(settings: Settings) -> None:
+    """The match role goes through the same guard: lz4 batches on the fingerprinted topic, read without lz4."""
+    env = {**settings_env(settings), "NEWSDEDUP_UNDECODABLE_HOLD_SECONDS": str(HOLD_SECONDS),
+           "NEWSDEDUP_METRICS_HOST": "127.0.0.1"}
+    run_cli(["topics"], env)
+    produce(settings, None)
+    run_cli(["prepare", "--exit-when-idle", "3", "--kafka-compression-type", "lz4"], env)
+    role = start_role_without_lz4("match", env, free_port())
+    try:
+        logged = eventually(lambda: [json.loads(line) for line in list(role.log)
+                                     if "undecodable record batch" in line], 30, "the undecodable batch's log line")
+        assert (logged[0]["topic"], logged[0]["reason"].split(":")[0]) == (settings.topic_fingerprinted,
+                                                                          "UnsupportedCodecError")
+        status, body = http_get(f"{role.url}/readyz")
+        assert status == 503 and json.loads(body)["checks"]["decodable"] is False
+        assert role.process.wait(timeout=HOLD_SECONDS + 30) == EXIT_UNDECODABLE
+    finally:
+        role.stop()
+    assert stored_count(settings) == 0
+    run_cli(["match", "--exit-when-idle", "3"], env)
+    assert stored_count(settings) == PER_PARTITION * (1 + len(OTHERS))
+
+
+def stored_count(settings: Settings) -> int:
+    engine = create_engine(settings.database_url)
+    try:
+        with engine.connect() as conn:
+            return int(conn.execute(text("SELECT count(*) FROM articles")).scalar_one())
+    finally:
+        engine.dispose()
