@@ -8,6 +8,7 @@ import json
 import sys
 from collections.abc import Sequence
 from dataclasses import fields
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,21 @@ Service mode (Kafka + SQL):   newsdedup db upgrade --db OWNER_URL; newsdedup pre
 
 Every setting is an environment variable NEWSDEDUP_<NAME> and a flag --<name>; see
 'newsdedup settings'.
+"""
+
+PRUNE_HELP = """\
+Apply retention: delete old stories, and drop verification data past the matcher's window.
+
+1. With store_retention_days > 0 (at least retention_days + 1): a story not changed for that long
+   goes with all its articles and its event log (every member joined before that last change, so a
+   story never loses part of its members, its canonical or part of its log). A story merged into
+   another goes once that other one has gone. A story with an event not yet published to
+   stories.events waits for a later run.
+2. Always: the articles of stories not changed for retention_days + 1 keep their text and
+   provenance but lose their signature and shingle hashes (no matcher loads them again).
+
+One short transaction per --batch-stories stories (locks only those rows), so it runs while the
+roles write; an interrupted run continues when started again. Run it daily (cron, a systemd timer).
 """
 
 REFINGERPRINT_HELP = """\
@@ -75,11 +91,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         from sqlalchemy.exc import SQLAlchemyError
 
         from consumers.fetch_guard import EXIT_UNDECODABLE, UndecodableBatchError
+        from consumers.kafka_io import REFUSALS, KafkaUnavailable, refusal
         from consumers.storage.schema import SchemaNotReady
 
         if isinstance(exc, UndecodableBatchError):  # logged in full when found; the supervisor sees the code
             print(f"newsdedup: {exc}", file=sys.stderr)
             return EXIT_UNDECODABLE
+        # Unreachable brokers, a refused password or certificate, a right the principal lacks: one line
+        # naming the brokers (the JSON log above has kafka-python's own account), never a traceback.
+        if isinstance(exc, KafkaUnavailable):
+            print(f"newsdedup: {exc}", file=sys.stderr)
+            return 1
+        if isinstance(exc, REFUSALS):
+            print(f"newsdedup: {refusal(settings, exc)}", file=sys.stderr)
+            return 1
         if isinstance(exc, SchemaNotReady | SQLAlchemyError):
             print(f"newsdedup: database error: {_first_line(exc)}", file=sys.stderr)
             return 1
@@ -136,7 +161,8 @@ def build_parser() -> argparse.ArgumentParser:
                           help="exit after this long without messages (batch jobs, tests); default: run forever")
 
     db_help = ("Database: 'upgrade' applies migrations (needs the owner role), 'check' verifies, "
-               "'refingerprint' recomputes stored signatures after the fingerprint identity changed.")
+               "'refingerprint' recomputes stored signatures after the fingerprint identity changed, "
+               "'prune' applies retention.")
     db = sub.add_parser("db", help=db_help, description=db_help)
     # Settings flags only on the actions: argparse copies a sub-parser's defaults (None) over the parent's.
     actions = db.add_subparsers(dest="action", metavar="ACTION", required=True)
@@ -155,6 +181,20 @@ def build_parser() -> argparse.ArgumentParser:
     refingerprint.add_argument("--batch-rows", type=int, default=1000, metavar="N",
                                help="articles per transaction (default 1000)")
     refingerprint.add_argument("--no-progress", action="store_true", help="no progress bar")
+    prune = actions.add_parser("prune", help="Apply store_retention_days, and drop verification data past the "
+                               "matcher's window (batched, resumable, safe while the roles write).",
+                               description=PRUNE_HELP, parents=[common],
+                               formatter_class=argparse.RawDescriptionHelpFormatter)
+    prune.set_defaults(handler=cmd_prune)
+    prune.add_argument("--db", dest="setting_database_url",
+                       metavar="URL", help="database URL (default database_url; the app role is enough)")
+    prune.add_argument("--batch-stories", type=int, default=500, metavar="N",
+                       help="stories per transaction (default 500)")
+    prune.add_argument("--dry-run", action="store_true", help="count what would go, change nothing")
+    prune.add_argument("--no-relay", action="store_true",
+                       help="no relay publishes this database's events (written by 'newsdedup run'): they go with "
+                            "their stories instead of holding them until published")
+    prune.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     evaluate = command("eval", "Run embedded mode on a labelled set and score it: pairwise, B-cubed, ARI, "
                                "canonical accuracy, and the worst mistakes.", cmd_eval)
@@ -165,7 +205,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--predictions", help="also write the predictions (run --export format) here")
     evaluate.add_argument("--show", type=int, default=5, help="how many false merges and false splits to show")
 
-    command("topics", "Create the service's Kafka topics if they are missing.", cmd_topics)
+    command("topics", "Create the service's Kafka topics if they are missing (on a secured cluster: as the admin "
+                      "principal, the only one with CREATE; the roles only check that their topics exist).",
+            cmd_topics)
     command("lag-exporter", "Measure each role's consumer lag outside the roles (committed offsets against the log "
             "end, every lag_interval_seconds) and serve it on metrics_port.", cmd_lag_exporter)
 
@@ -292,7 +334,7 @@ def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
     except (OSError, ValueError) as exc:
         print(f"newsdedup: {exc}", file=sys.stderr)
         return 2
-    ensure_topics(settings)
+    ensure_topics(settings, required=[settings.topic_raw])  # a raw topic it may not write: refused at once
     config = client_config(settings)
     producer = ArticleProducer(",".join(config.pop("bootstrap_servers")), settings.topic_raw,
                                max_message_bytes=settings.max_message_bytes,
@@ -377,6 +419,45 @@ def cmd_refingerprint(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+PRUNE_MARGIN = timedelta(days=1)  # a matcher evicts between batches, and clocks differ: never touch its window
+
+
+def cmd_prune(args: argparse.Namespace, settings: Settings) -> int:
+    import time
+
+    from tqdm import tqdm
+
+    from consumers.storage import schema
+
+    if args.batch_stories < 1:
+        print(f"newsdedup: --batch-stories={args.batch_stories} must be at least 1", file=sys.stderr)
+        return 2
+    window = settings.retention + PRUNE_MARGIN
+    if settings.store_retention_days and timedelta(days=settings.store_retention_days) < window:
+        print(f"newsdedup: store_retention_days={settings.store_retention_days:g} must be 0 (keep everything) or at "
+              f"least retention_days + 1 = {settings.retention_days + 1:g}: a matcher may still join those stories",
+              file=sys.stderr)
+        return 2
+    store = _store(settings)
+    schema.check_at_head(store.engine)
+    now = datetime.now(UTC)
+    delete_before = now - timedelta(days=settings.store_retention_days) if settings.store_retention_days else None
+    strip_before = now - window
+    started = time.perf_counter()
+    with tqdm(total=store.prune_candidates(delete_before, strip_before), unit=" stories", disable=args.no_progress,
+              file=sys.stderr, desc="prune (dry run)" if args.dry_run else "prune") as bar:
+        result = store.prune(delete_before, strip_before, args.batch_stories, args.dry_run, bar.update,
+                             outbox=not args.no_relay)
+    verb = "would delete" if args.dry_run else "deleted"
+    kept = f"stories changed since {delete_before:%Y-%m-%d %H:%M} UTC" if delete_before else "every story"
+    print(f"prune: {verb} {result.stories} stories, {result.articles} articles, {result.events} events (kept: {kept}); "
+          f"{'would drop' if args.dry_run else 'dropped'} the verification data of {result.stripped} articles "
+          f"past the matcher's window; {result.held} stories held for unpublished events"
+          f"{' (a database of newsdedup run? --no-relay)' if result.held else ''}; "
+          f"{time.perf_counter() - started:.1f} s")
+    return 0
+
+
 def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
     import tempfile
 
@@ -410,15 +491,33 @@ def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_topics(args: argparse.Namespace, settings: Settings) -> int:
     from consumers.kafka_io import ensure_topics
 
-    created = ensure_topics(settings)
+    every = (settings.topic_raw, settings.topic_fingerprinted, settings.topic_dead_letters, settings.topic_story_events)
+    created = ensure_topics(settings, required=every)  # the admin step: it must see them all
     print("created: " + (", ".join(created) if created else "nothing (all topics exist)"))
     return 0
 
 
 def cmd_lag_exporter(args: argparse.Namespace, settings: Settings) -> int:
+    import os
+    import threading
+
+    from consumers.kafka_io import KafkaUnavailable, connect_admin
     from consumers.lag_exporter import run_lag_exporter
     from consumers.lifecycle import StopFlag
 
+    # The exporter serves /metrics before Kafka answers and reports what it cannot measure, but a password or
+    # certificate the brokers refuse would only ever be a warning per round: a check beside it ends it with the
+    # one line, as the roles end. At once (os._exit): the exporter's own round may sit in a client's 30 s
+    # bootstrap, and it holds nothing to save. Brokers that do not answer (yet) are the exporter's own business.
+    def check() -> None:
+        try:
+            connect_admin(settings).close()
+        except KafkaUnavailable as exc:
+            if exc.refused:
+                print(f"newsdedup: {exc}", file=sys.stderr, flush=True)
+                os._exit(1)
+
+    threading.Thread(target=check, name="kafka-credentials-check", daemon=True).start()
     return run_lag_exporter(settings, StopFlag().install())
 
 
@@ -426,10 +525,18 @@ def cmd_settings(args: argparse.Namespace, settings: Settings) -> int:
     if args.markdown:
         print(settings_markdown())
         return 0
+    import os
+
+    from consumers.settings import secret_file_variables
+
     current = json.loads(json.dumps({f.name: getattr(settings, f.name) for f in fields(Settings)}))
+    # Where a masked secret came from, so that an operator can check a mounted secret was picked up.
+    from_file = {name: f"  (from {variable}={os.environ[variable]})"
+                 for variable, name in secret_file_variables().items()
+                 if variable in os.environ and getattr(args, f"setting_{name}", None) is None}
     for spec in fields(Settings):
         value = "***" if spec.metadata["secret"] and current[spec.name] else current[spec.name]
-        print(f"{flag_name(spec.name):28} = {value!r:32}  {spec.metadata['help']}")
+        print(f"{flag_name(spec.name):28} = {value!r:32}  {spec.metadata['help']}{from_file.get(spec.name, '')}")
     return 0
 
 

@@ -3,14 +3,28 @@
 from __future__ import annotations
 
 import logging
+import re
+import ssl
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from kafka import ConsumerRebalanceListener, KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.admin import NewTopic
 from kafka.consumer.fetcher import ConsumerRecord
-from kafka.errors import KafkaError, MessageSizeTooLargeError, RecordListTooLargeError, TopicAlreadyExistsError
+from kafka.errors import (
+    AuthorizationError,
+    KafkaError,
+    KafkaTimeoutError,
+    MessageSizeTooLargeError,
+    RecordListTooLargeError,
+    SaslAuthenticationFailedError,
+    TopicAlreadyExistsError,
+    TopicAuthorizationFailedError,
+    UnknownTopicOrPartitionError,
+)
+from kafka.net.compat import KafkaNetClient
 from kafka.producer.future import FutureRecordMetadata
 from kafka.structs import MemberState, TopicPartition
 
@@ -47,7 +61,7 @@ def client_config(settings: Settings) -> dict[str, Any]:
         config.update(sasl_mechanism=settings.kafka_sasl_mechanism,
                       sasl_plain_username=settings.kafka_sasl_username,
                       sasl_plain_password=settings.kafka_sasl_password)
-    for name in ("cafile", "certfile", "keyfile"):
+    for name in ("cafile", "certfile", "keyfile", "password"):
         value = getattr(settings, f"kafka_ssl_{name}")
         if value:
             config[f"ssl_{name}"] = value
@@ -70,8 +84,155 @@ def topic_max_bytes(settings: Settings) -> dict[str, int]:
     }
 
 
-def ensure_topics(settings: Settings) -> list[str]:
-    """Create the service's topics if missing; returns the names created."""
+# Errors no retry mends: the brokers refused this client's identity or its rights. A role ends on them
+# (with one line naming the brokers, consumers.cli) instead of retrying for ever.
+REFUSALS = (SaslAuthenticationFailedError, AuthorizationError)
+BOOTSTRAP_PATIENCE_SECONDS = 30.0  # how long a command waits at start for a broker to answer (kafka-python's default)
+BOOTSTRAP_ATTEMPT_MS = 5_000  # one bootstrap attempt: a refusal seen in it ends the wait at once
+
+
+class KafkaUnavailable(Exception):
+    """The brokers cannot be used as configured; the message is the one line the command prints.
+
+    ``refused``: the brokers answered and refused (credentials, certificate, rights); else none answered.
+    """
+
+    def __init__(self, message: str, refused: bool = True) -> None:
+        super().__init__(message)
+        self.refused = refused
+
+
+def connect_admin(settings: Settings) -> KafkaAdminClient:
+    """An admin client that bootstrapped, or KafkaUnavailable saying why not.
+
+    kafka-python retries every failed connection until its bootstrap timeout, then raises only "Unable to
+    bootstrap"; why it failed (a wrong password, a certificate one side refused, a plaintext client on a TLS
+    listener) it only logs. So the attempts here are short and watched through kafka-python's logger: a refusal
+    (authentication, TLS) ends the wait after the attempt that saw it, with its reason; a broker that does not
+    answer is waited for up to BOOTSTRAP_PATIENCE_SECONDS, as before.
+    """
+    deadline = time.monotonic() + BOOTSTRAP_PATIENCE_SECONDS
+    watcher = _ConnectionFailures()
+    kafka_log = logging.getLogger("kafka")
+    kafka_log.addHandler(watcher)
+    try:
+        while True:
+            attempt_ms = max(1_000, min(BOOTSTRAP_ATTEMPT_MS, int((deadline - time.monotonic()) * 1000)))
+            try:
+                return _admin_client({**client_config(settings), "bootstrap_timeout_ms": attempt_ms})
+            except KafkaError as exc:
+                if watcher.refusal is not None or time.monotonic() >= deadline:
+                    raise KafkaUnavailable(f"cannot connect to Kafka at {settings.kafka_bootstrap_servers}: "
+                                           f"{connection_failure(settings, watcher.refusal or watcher.last or exc)}",
+                                           refused=watcher.refusal is not None) from None
+                log.warning("no Kafka broker answered yet; trying again", extra={
+                    "bootstrap_servers": settings.kafka_bootstrap_servers, "error": _one_line(watcher.last or exc)})
+    finally:
+        kafka_log.removeHandler(watcher)
+
+
+def _admin_client(config: dict[str, Any]) -> KafkaAdminClient:
+    """``KafkaAdminClient(**config)``, closed again if its bootstrap fails (the constructor raises then, and
+    leaves its IO thread running)."""
+    clients: list[KafkaNetClient] = []
+
+    def kept(**kwargs: Any) -> KafkaNetClient:
+        clients.append(KafkaNetClient(**kwargs))
+        return clients[-1]
+
+    try:
+        return KafkaAdminClient(**config, kafka_client=kept)
+    except KafkaError:
+        for client in clients:
+            client.close()
+        raise
+
+
+class _ConnectionFailures(logging.Handler):
+    """Keeps the exceptions kafka-python logs about its connections: the last one, and the last refusal."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.last: BaseException | None = None
+        self.refusal: BaseException | None = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:  # runs on kafka-python's IO thread: whatever goes wrong here must not reach its event loop
+            for arg in record.args if isinstance(record.args, tuple) else ():
+                # KafkaTimeoutError: the bootstrap's own "Unable to bootstrap", which says nothing of why.
+                if isinstance(arg, BaseException) and not isinstance(arg, KafkaTimeoutError):
+                    self.last = arg
+                    if _is_refusal(arg):
+                        self.refusal = arg
+        except Exception:
+            self.handleError(record)
+
+
+def _is_refusal(exc: BaseException) -> bool:
+    if isinstance(exc, (*REFUSALS, ssl.SSLError, FileNotFoundError, PermissionError, IsADirectoryError)):
+        return True  # the files: kafka_ssl_cafile and the like cannot be read
+    return "[SSL" in str(exc)  # kafka-python wraps TLS failures in KafkaConnectionError, keeping only the message
+
+
+def connection_failure(settings: Settings, exc: BaseException) -> str:
+    """Why a connection failed, in one line that names the setting to look at (never a secret's value)."""
+    text = _one_line(exc)
+    if isinstance(exc, SaslAuthenticationFailedError):
+        return f"SASL {settings.kafka_sasl_mechanism} authentication as {settings.kafka_sasl_username!r} failed: " \
+               f"{_broker_message(exc)}"
+    if "CERTIFICATE_VERIFY_FAILED" in text:
+        return f"the broker's certificate is not trusted (kafka_ssl_cafile={settings.kafka_ssl_cafile!r}): {text}"
+    if re.search(r"ALERT_(CERTIFICATE_UNKNOWN|BAD_CERTIFICATE|UNKNOWN_CA|CERTIFICATE_REQUIRED)", text):
+        if not settings.kafka_ssl_certfile:
+            return f"the broker wants a client certificate (mutual TLS) and kafka_ssl_certfile is empty: {text}"
+        return f"the broker refused the client certificate (kafka_ssl_certfile={settings.kafka_ssl_certfile!r}): {text}"
+    if "PEM lib" in text:
+        return f"cannot load the client certificate and key (kafka_ssl_certfile={settings.kafka_ssl_certfile!r}, " \
+               f"kafka_ssl_keyfile={settings.kafka_ssl_keyfile!r}; wrong kafka_ssl_password?): {text}"
+    if "SSL" not in settings.kafka_security_protocol and re.search(r"socket disconnected|Invalid frame", text):
+        return f"the broker closed the connection: does its listener expect TLS " \
+               f"(kafka_security_protocol={settings.kafka_security_protocol})? {text}"
+    return text
+
+
+def refusal(settings: Settings, exc: KafkaError) -> str:
+    """The one line for a request the brokers refused (REFUSALS) after the connection was made."""
+    if isinstance(exc, SaslAuthenticationFailedError):
+        return f"cannot connect to Kafka at {settings.kafka_bootstrap_servers}: {connection_failure(settings, exc)}"
+    return f"Kafka at {settings.kafka_bootstrap_servers} refused {_identity(settings)}: {type(exc).__name__}: " \
+           f"{_broker_message(exc) or 'not authorized'}"
+
+
+def _identity(settings: Settings) -> str:
+    if settings.kafka_security_protocol.startswith("SASL_"):
+        return f"user {settings.kafka_sasl_username!r}"
+    if settings.kafka_ssl_certfile:
+        return f"the certificate {settings.kafka_ssl_certfile}"
+    return "this client"
+
+
+def _broker_message(exc: KafkaError) -> str:
+    """A broker error's own text, without kafka-python's repeated class names and error number."""
+    detail = exc.args[0] if exc.args else ""
+    if isinstance(detail, set | frozenset | list | tuple):  # the consumer passes the refused topics as a set
+        return ", ".join(sorted(map(str, detail)))
+    return re.sub(r"^(\w+Error: )+", "", str(detail))
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return re.sub(r" \(_ssl\.c:\d+\)", "", text)
+
+
+def ensure_topics(settings: Settings, required: Iterable[str] = ()) -> list[str]:
+    """Create the service's topics that do not exist; returns the names created.
+
+    Asks about the four topics by name: one the brokers call unknown is created (that needs CREATE, which
+    only the admin principal of a secured cluster holds: ``newsdedup topics``); one they will not describe
+    to this principal (TOPIC_AUTHORIZATION_FAILED) is another role's and is left alone, unless it is
+    ``required`` (KafkaUnavailable). So a role whose topics exist needs DESCRIBE on them at most, which its
+    READ or WRITE implies.
+    """
     wanted = {
         settings.topic_raw: settings.raw_partitions,
         settings.topic_fingerprinted: settings.fingerprinted_partitions,
@@ -79,17 +240,28 @@ def ensure_topics(settings: Settings) -> list[str]:
         settings.topic_story_events: 1,
     }
     max_bytes = topic_max_bytes(settings)
-    admin = KafkaAdminClient(**client_config(settings))
+    admin = connect_admin(settings)
     try:
-        missing = [name for name in wanted if name not in set(admin.list_topics())]
+        errors = {topic["name"]: topic["error_code"] for topic in admin.describe_topics(list(wanted))}
+        hidden = [name for name in required if errors.get(name) == TopicAuthorizationFailedError.errno]
+        if hidden:
+            raise KafkaUnavailable(f"Kafka at {settings.kafka_bootstrap_servers} refused {_identity(settings)} the "
+                                   f"topic(s) {', '.join(hidden)} (TopicAuthorizationFailedError): this principal has "
+                                   f"no ACL for them ('newsdedup topics' needs the admin principal)")
         created = []
-        for name in missing:
+        for name in wanted:
+            if errors.get(name) != UnknownTopicOrPartitionError.errno:
+                continue
             try:
                 config = {"max.message.bytes": str(max_bytes[name])}
                 admin.create_topics([NewTopic(name, wanted[name], replication_factor=-1, topic_configs=config)])
                 created.append(name)
             except TopicAlreadyExistsError:
                 pass  # another process created it meanwhile
+            except AuthorizationError as exc:
+                raise KafkaUnavailable(f"topic {name} does not exist and Kafka at {settings.kafka_bootstrap_servers} "
+                                       f"refused {_identity(settings)} creating it ({type(exc).__name__}): create the "
+                                       f"topics with 'newsdedup topics' as an admin principal") from None
         if created:
             log.info("created topics", extra={"topics": created})
         return created
@@ -134,15 +306,42 @@ def subscribe_when_known(consumer: KafkaConsumer, topic: str, listener: Consumer
     kafka-python 3.0.12 can wedge for good (dpkp/kafka-python#3121).
     """
     deadline = time.monotonic() + timeout
+    if not _partitions_known(consumer, topic):
+        _refuse_if_hidden(consumer, topic)
     while not _partitions_known(consumer, topic) and time.monotonic() < deadline:
         if stop.wait(0.5):
             break
     consumer.subscribe([topic], listener=listener)
 
 
+def _refuse_if_hidden(consumer: KafkaConsumer, topic: str) -> None:
+    """Raise TopicAuthorizationFailedError if the brokers will not describe ``topic`` to this principal.
+
+    The consumer asks for every topic's metadata, and the answer leaves out a topic the principal has no ACL
+    for, as if it did not exist: the role would wait, subscribe and then consume nothing, for ever, without an
+    error. Asked by name (once, by an admin client with the consumer's connection settings), the brokers tell.
+    """
+    config = {key: value for key, value in consumer.config.items()
+              if key in KafkaAdminClient.DEFAULT_CONFIG and key != "kafka_client"}
+    try:
+        admin = _admin_client({**config, "bootstrap_timeout_ms": BOOTSTRAP_ATTEMPT_MS})
+    except KafkaError:
+        return  # no broker answers: the wait that follows is for that
+    try:
+        described = admin.describe_topics([topic])
+    except KafkaError:
+        return
+    finally:
+        admin.close()
+    if any(t["error_code"] == TopicAuthorizationFailedError.errno for t in described):
+        raise TopicAuthorizationFailedError(topic)
+
+
 def _partitions_known(consumer: KafkaConsumer, topic: str) -> bool:
     try:
         return bool(consumer.partitions_for_topic(topic))
+    except REFUSALS:
+        raise
     except KafkaError:  # no broker answers yet: the wait goes on
         return False
 
@@ -150,14 +349,15 @@ def _partitions_known(consumer: KafkaConsumer, topic: str) -> bool:
 def poll(consumer: KafkaConsumer, settings: Settings, stop: StopFlag,
          guard: FetchGuard) -> dict[TopicPartition, list[ConsumerRecord]]:
     """One poll; an error from the client (it raises when no broker answers a metadata refresh) is an
-    empty poll after a pause, not the end of the role: the consumer resumes when a broker is back.
+    empty poll after a pause, not the end of the role: the consumer resumes when a broker is back. A refusal
+    (REFUSALS: the group or topic is not this principal's, its password changed) is the end: no retry mends it.
     A batch the client cannot decode pauses its partition through ``guard`` (see consumers.fetch_guard)."""
     try:
         return consumer.poll(timeout_ms=settings.poll_timeout_ms, max_records=settings.batch_max_messages)
     except Exception as exc:
         if guard.caught(exc):
             return {}
-        if not isinstance(exc, KafkaError):
+        if not isinstance(exc, KafkaError) or isinstance(exc, REFUSALS):
             raise
         log.warning("poll failed; trying again", extra={"error": type(exc).__name__})
         stop.wait(1.0)

@@ -6,6 +6,14 @@ this declaration (``newsdedup settings --markdown``) and a test keeps the two eq
 Unknown ``NEWSDEDUP_*`` variables are refused, so a misspelt setting fails loudly; the prefix
 ``NEWSDEDUP_TEST_`` is reserved for the test suite, and the variables of ``scripts/`` (SCRIPT_VARIABLES)
 are theirs: both are ignored here.
+
+Secrets (the fields declared with ``secret=True``) can also come from a file, as container
+orchestrators mount them (compose and swarm secrets in /run/secrets, Kubernetes secret volumes):
+``NEWSDEDUP_<NAME>_FILE=/run/secrets/x`` makes the file's content the value, its trailing line
+breaks removed. Setting both ``NEWSDEDUP_<NAME>`` and ``NEWSDEDUP_<NAME>_FILE`` is an error (which one
+would win is a guess), and so is a file that is missing, unreadable, empty or not UTF-8; the message
+names the variable and the file, never the content. Secrets are shown as ``***`` wherever settings
+are printed.
 """
 
 from __future__ import annotations
@@ -22,12 +30,17 @@ from consumers.stages.match import MatchConfig
 
 ENV_PREFIX = "NEWSDEDUP_"
 RESERVED_PREFIXES = ("NEWSDEDUP_TEST_",)
-# Read by scripts/services.sh, prometheus.sh and test.sh, not by the service: a user who sets one
+# Read by scripts/services.sh, prometheus.sh, test.sh and compose-secrets.sh (SECRETS_DIR, also read by
+# docker-compose.secure.yml), not by the service: a user who sets one
 # (NEWSDEDUP_KEEP_SERVICES=1 bash scripts/test.sh) must not make every newsdedup command refuse to start.
 SCRIPT_VARIABLES = frozenset(ENV_PREFIX + name for name in (
     "KEEP_SERVICES", "CACHE_DIR", "RUN_DIR", "PG_RUN_DIR", "START_TIMEOUT", "KAFKA_PORT", "KAFKA_CONTROLLER_PORT",
-    "PG_PORT", "PG_OWNER_PASSWORD", "PG_APP_PASSWORD", "PROMETHEUS_TIMEOUT"))
+    "PG_PORT", "PG_OWNER_PASSWORD", "PG_APP_PASSWORD", "PROMETHEUS_TIMEOUT", "KAFKA_EXTRA_CONFIG",
+    "KAFKA_SCRAM_USERS", "PG_READER_PASSWORD", "PG_TLS_CERT", "PG_TLS_KEY", "PG_TLS_CA", "SECRETS_DIR"))
 SECRET = "secret"
+# NEWSDEDUP_<NAME>_FILE names a file holding a secret setting (see the module docstring).
+FILE_SUFFIX = "_FILE"
+SECRET_FILE_MAX_BYTES = 65_536
 
 
 def setting(default: Any, help: str, *, secret: bool = False) -> Any:  # noqa: A002 - mirrors argparse
@@ -53,7 +66,8 @@ class Settings:
     kafka_sasl_password: str = setting("", "SASL password (never logged).", secret=True)
     kafka_ssl_cafile: str = setting("", "CA bundle to verify the brokers' certificates (PEM).")
     kafka_ssl_certfile: str = setting("", "Client certificate for mutual TLS (PEM).")
-    kafka_ssl_keyfile: str = setting("", "Client private key for mutual TLS (PEM).")
+    kafka_ssl_keyfile: str = setting("", "Client private key for mutual TLS (PEM), encrypted or not.")
+    kafka_ssl_password: str = setting("", "Password of an encrypted kafka_ssl_keyfile (never logged).", secret=True)
     kafka_compression_type: str = setting(
         "zstd", "Producer compression: none, gzip, lz4 or zstd (zstd: smaller than gzip at a tenth of its CPU).")
     topic_raw: str = setting("articles.raw", "Topic scrapers write articles to (key: normalised URL).")
@@ -95,7 +109,14 @@ class Settings:
         "apnews.com,reuters.com,afp.com,pa.media",
         "Comma-separated sources preferred as canonical when published at the same time.")
     retention_days: float = setting(30.0, "Stories not seen for this long leave the in-memory index.")
+    store_retention_days: float = setting(
+        0.0, "'newsdedup db prune' deletes stories (with their articles and events) not changed for this long; "
+        "0 keeps everything. At least retention_days + 1. Prune always drops the signature and shingle hashes of "
+        "articles whose story is past retention_days + 1 (text and provenance stay).")
     # -- operations --
+    database_disk_bytes: int = setting(
+        0, "Size of the database's disk, exported by match as newsdedup_database_disk_bytes for the alert "
+        "NewsdedupDatabaseDiskFilling (0: not told, no alert).")
     log_level: str = setting("INFO", "DEBUG, INFO, WARNING or ERROR.")
     metrics_port: int = setting(9400, "Port of /metrics, /healthz and /readyz (0: no HTTP server).")
     metrics_host: str = setting("0.0.0.0", "Address the metrics server listens on.")
@@ -117,6 +138,11 @@ class Settings:
         if self.kafka_security_protocol not in {"PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"}:
             raise ValueError(f"kafka_security_protocol={self.kafka_security_protocol!r} is not one of "
                              f"PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL")
+        # Without a mechanism kafka-python would only fail at the first connection, with a broker's message.
+        sasl_mechanisms = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+        if self.kafka_security_protocol.startswith("SASL_") and self.kafka_sasl_mechanism not in sasl_mechanisms:
+            raise ValueError(f"kafka_security_protocol={self.kafka_security_protocol} needs kafka_sasl_mechanism: "
+                             f"one of {', '.join(sasl_mechanisms)} (got {self.kafka_sasl_mechanism!r})")
         if self.batch_max_messages < 1:
             raise ValueError(f"batch_max_messages={self.batch_max_messages} must be at least 1")
         if self.lag_interval_seconds <= 0:
@@ -164,27 +190,65 @@ def load_settings(environ: Mapping[str, str] | None = None, overrides: Mapping[s
     """Defaults, then NEWSDEDUP_* variables, then overrides (the CLI flags that were given)."""
     environ = os.environ if environ is None else environ
     known = {f.name: f for f in fields(Settings)}
+    file_variables = secret_file_variables()
     unknown = sorted(
         key for key in environ
         if key.startswith(ENV_PREFIX) and not key.startswith(RESERVED_PREFIXES) and key not in SCRIPT_VARIABLES
-        and key[len(ENV_PREFIX):].lower() not in known
+        and key[len(ENV_PREFIX):].lower() not in known and key not in file_variables
     )
     if unknown:
         raise ValueError(f"unrecognised settings {', '.join(unknown)}: see 'newsdedup settings' for the list")
     values: dict[str, Any] = {}
     for name, spec in known.items():
         raw = environ.get(env_name(name))
+        if spec.metadata[SECRET] and file_variable(name) in environ:
+            if raw is not None:
+                raise ValueError(f"both {env_name(name)} and {file_variable(name)} are set: set one of them "
+                                 f"(the _FILE form names a file holding the value)")
+            raw = read_secret_file(file_variable(name), environ[file_variable(name)])
         if raw is not None:
-            values[name] = _convert(name, type(spec.default), raw)
+            values[name] = _convert(name, type(spec.default), raw, secret=spec.metadata[SECRET])
     values.update({k: v for k, v in (overrides or {}).items() if v is not None})
     return Settings(**values)
 
 
-def _convert(name: str, kind: type, raw: str) -> Any:
+def file_variable(name: str) -> str:
+    """The variable naming a file that holds the secret setting ``name`` (NEWSDEDUP_DATABASE_URL_FILE)."""
+    return env_name(name) + FILE_SUFFIX
+
+
+def secret_file_variables() -> dict[str, str]:
+    """Every accepted ``NEWSDEDUP_<NAME>_FILE`` variable, with the name of its secret setting."""
+    return {file_variable(f.name): f.name for f in fields(Settings) if f.metadata[SECRET]}
+
+
+def read_secret_file(variable: str, path: str) -> str:
+    """The secret held by the file ``path`` names; errors name the variable and the file, never the content."""
+    where = f"{variable}={path!r}"
+    if not path:
+        raise ValueError(f"{variable} is empty: give the path of the file that holds the value")
+    try:
+        with open(path, "rb") as stream:
+            data = stream.read(SECRET_FILE_MAX_BYTES + 1)
+    except OSError as exc:  # strerror only: the exception's own text repeats the path, nothing more useful
+        raise ValueError(f"{where}: cannot read the file ({exc.strerror or type(exc).__name__})") from None
+    if len(data) > SECRET_FILE_MAX_BYTES:  # /dev/zero or a log file by mistake: no secret is this long
+        raise ValueError(f"{where}: the file is larger than {SECRET_FILE_MAX_BYTES} bytes, so it holds no secret")
+    try:
+        value = data.decode("utf-8").rstrip("\r\n")
+    except UnicodeDecodeError:  # its message quotes the offending bytes, which are the secret's
+        raise ValueError(f"{where}: the file is not UTF-8 text") from None
+    if not value:  # mounted but never filled: better refused here than as a failed login later
+        raise ValueError(f"{where}: the file is empty")
+    return value
+
+
+def _convert(name: str, kind: type, raw: str, *, secret: bool = False) -> Any:
     try:
         return kind(raw)
     except ValueError:
-        raise ValueError(f"{env_name(name)}={raw!r} is not a valid {kind.__name__}") from None
+        shown = "its value" if secret else repr(raw)  # a secret is never echoed, not even a malformed one
+        raise ValueError(f"{env_name(name)}={shown} is not a valid {kind.__name__}") from None
 
 
 def settings_markdown() -> str:
@@ -192,7 +256,10 @@ def settings_markdown() -> str:
     lines = ["| variable | flag | default | meaning |", "|---|---|---|---|"]
     for f in fields(Settings):
         default = f.default if f.default != "" else "(empty)"
-        lines.append(f"| `{env_name(f.name)}` | `{flag_name(f.name)}` | `{default}` | {f.metadata['help']} |")
+        meaning = f.metadata["help"]
+        if f.metadata[SECRET]:
+            meaning += f" Secret: shown as `***`; `{file_variable(f.name)}` may name a file holding it instead."
+        lines.append(f"| `{env_name(f.name)}` | `{flag_name(f.name)}` | `{default}` | {meaning} |")
     return "\n".join(lines)
 
 

@@ -19,16 +19,28 @@ KAFKA_PORT=${NEWSDEDUP_KAFKA_PORT:-19092}
 KAFKA_CONTROLLER_PORT=${NEWSDEDUP_KAFKA_CONTROLLER_PORT:-19093}
 PG_PORT=${NEWSDEDUP_PG_PORT:-15432}
 START_TIMEOUT=${NEWSDEDUP_START_TIMEOUT:-90}   # seconds, per service
+# A second broker with listeners of its own (the secured one of tests/integration/kafka_secure.py):
+# a properties file appended to server.properties (its keys win), and a file of StorageTool
+# --add-scram entries (one a line) given when the storage is formatted (KIP-900).
+KAFKA_EXTRA_CONFIG=${NEWSDEDUP_KAFKA_EXTRA_CONFIG:-}
+KAFKA_SCRAM_USERS=${NEWSDEDUP_KAFKA_SCRAM_USERS:-}
 KAFKA_STOP_TIMEOUT=30                         # seconds of SIGTERM grace before SIGKILL
 
 # Local-development defaults only: the server listens on loopback (127.0.0.1) and nothing
 # else, so these well-known passwords never protect anything reachable from outside.
-# Set NEWSDEDUP_PG_OWNER_PASSWORD / NEWSDEDUP_PG_APP_PASSWORD to use others.
+# Set NEWSDEDUP_PG_OWNER_PASSWORD / NEWSDEDUP_PG_APP_PASSWORD / NEWSDEDUP_PG_READER_PASSWORD to use others.
 PG_OWNER_PASSWORD=${NEWSDEDUP_PG_OWNER_PASSWORD:-owner-dev-pw}
 PG_APP_PASSWORD=${NEWSDEDUP_PG_APP_PASSWORD:-app-dev-pw}
+PG_READER_PASSWORD=${NEWSDEDUP_PG_READER_PASSWORD:-reader-dev-pw}
 PG_OWNER_ROLE=newsdedup_owner
 PG_APP_ROLE=newsdedup_app
+PG_READER_ROLE=newsdedup_reader
 PG_DATABASES=(newsdedup newsdedup_test)
+# TLS (all three or none): the server's certificate and key (PEM), and the CA that issued the certificate,
+# which the printed URLs trust (sslmode=verify-full). With them, TCP takes TLS connections only.
+PG_TLS_CERT=${NEWSDEDUP_PG_TLS_CERT:-}
+PG_TLS_KEY=${NEWSDEDUP_PG_TLS_KEY:-}
+PG_TLS_CA=${NEWSDEDUP_PG_TLS_CA:-}
 
 CACHE_DIR=${NEWSDEDUP_CACHE_DIR:-${HOME:-/root}/.cache/newsdedup}
 RUN_DIR=${NEWSDEDUP_RUN_DIR:-$REPO_DIR/.services}
@@ -123,7 +135,14 @@ What \`up\` sets up:
             public and runs migrations; $PG_APP_ROLE gets CONNECT, USAGE on schema public and,
             through default privileges, SELECT/INSERT/UPDATE/DELETE on tables and
             USAGE/SELECT on sequences that $PG_OWNER_ROLE creates; it cannot create objects.
+            $PG_READER_ROLE gets CONNECT, USAGE and SELECT on the tables (those there and, through
+            default privileges, those $PG_OWNER_ROLE creates later), nothing else.
             CREATE on schema public is revoked from PUBLIC. Log: <run dir>/postgres/postgres.log.
+            With NEWSDEDUP_PG_TLS_CERT/_KEY/_CA: ssl=on (TLS 1.2+), pg_hba.conf takes hostssl
+            scram-sha-256 only (plaintext TCP is rejected), and the printed URLs end in
+            ?sslmode=verify-full&sslrootcert=<the CA>. Certificate and key are copied into the data
+            folder (mode 600) on each \`up\`, which reloads a running server: a renewed certificate
+            takes effect without a restart.
 
 Environment overrides (defaults in brackets):
   NEWSDEDUP_RUN_DIR                 run/data folder [<repo>/.services]
@@ -135,14 +154,24 @@ Environment overrides (defaults in brackets):
   NEWSDEDUP_KAFKA_CONTROLLER_PORT   KRaft controller port [19093]
   NEWSDEDUP_PG_PORT                 PostgreSQL port [15432]
   NEWSDEDUP_START_TIMEOUT           readiness timeout per service, seconds [90]
+  NEWSDEDUP_KAFKA_EXTRA_CONFIG      properties file appended to Kafka's server.properties, its keys
+                                    winning (other listeners, TLS, SASL, an authorizer) [none]
+  NEWSDEDUP_KAFKA_SCRAM_USERS       file of SCRAM users made when the storage is formatted, one
+                                    StorageTool --add-scram entry a line, e.g.
+                                    SCRAM-SHA-512=[name=admin,password=...] [none]
   NEWSDEDUP_PG_OWNER_PASSWORD       password of $PG_OWNER_ROLE [owner-dev-pw]
   NEWSDEDUP_PG_APP_PASSWORD         password of $PG_APP_ROLE [app-dev-pw]
+  NEWSDEDUP_PG_READER_PASSWORD      password of $PG_READER_ROLE [reader-dev-pw]
   (local loopback-only development defaults; \`up\` re-applies the passwords each time)
+  NEWSDEDUP_PG_TLS_CERT, NEWSDEDUP_PG_TLS_KEY, NEWSDEDUP_PG_TLS_CA
+                                    PostgreSQL over TLS only: server certificate, its key, and the
+                                    CA clients verify it with (PEM files; all three or none) [none]
 
 Printed by \`env\` and at the end of \`up\`:
   NEWSDEDUP_KAFKA_BOOTSTRAP_SERVERS, NEWSDEDUP_DATABASE_URL (app role),
   NEWSDEDUP_MIGRATION_DATABASE_URL (owner role), NEWSDEDUP_TEST_DATABASE_URL,
-  NEWSDEDUP_TEST_MIGRATION_DATABASE_URL (same roles, database newsdedup_test).
+  NEWSDEDUP_TEST_MIGRATION_DATABASE_URL, NEWSDEDUP_TEST_READER_DATABASE_URL (the three roles,
+  database newsdedup_test).
 EOF
 }
 
@@ -321,6 +350,12 @@ num.io.threads=4
 background.threads=4
 num.recovery.threads.per.data.dir=1
 EOF
+  if [[ -n $KAFKA_EXTRA_CONFIG ]]; then
+    [[ -r $KAFKA_EXTRA_CONFIG ]] || die "kafka: NEWSDEDUP_KAFKA_EXTRA_CONFIG=$KAFKA_EXTRA_CONFIG is not a readable file"
+    # java.util.Properties keeps the last value of a key, so these replace the ones above (listeners...).
+    { echo; echo "# Appended from $KAFKA_EXTRA_CONFIG (NEWSDEDUP_KAFKA_EXTRA_CONFIG)"; cat "$KAFKA_EXTRA_CONFIG"; } \
+      >>"$KAFKA_CONFIG"
+  fi
 }
 
 # Print the pid of our broker if it is alive. Falls back to scanning /proc for a java
@@ -382,9 +417,18 @@ kafka_launch() {
     if [[ ! -s $KAFKA_CLUSTER_ID_FILE ]]; then
       kafka_storage_tool random-uuid | tail -n 1 >"$KAFKA_CLUSTER_ID_FILE"
     fi
-    log "kafka: formatting $KAFKA_DATA (cluster id $(<"$KAFKA_CLUSTER_ID_FILE"))"
+    local scram=() entry
+    if [[ -n $KAFKA_SCRAM_USERS ]]; then
+      [[ -r $KAFKA_SCRAM_USERS ]] || die "kafka: NEWSDEDUP_KAFKA_SCRAM_USERS=$KAFKA_SCRAM_USERS is not a readable file"
+      # The users exist before the broker first starts, so a super user can log in to create the ACLs.
+      # (Their passwords are briefly in the storage tool's command line: for local, throw-away users.)
+      while IFS= read -r entry; do
+        if [[ -n $entry ]]; then scram+=(--add-scram "$entry"); fi
+      done <"$KAFKA_SCRAM_USERS"
+    fi
+    log "kafka: formatting $KAFKA_DATA (cluster id $(<"$KAFKA_CLUSTER_ID_FILE"), $((${#scram[@]} / 2)) SCRAM users)"
     if ! kafka_storage_tool format --cluster-id "$(<"$KAFKA_CLUSTER_ID_FILE")" \
-           --config "$KAFKA_CONFIG" >>"$KAFKA_LOGS/kafka.out" 2>&1; then
+           --config "$KAFKA_CONFIG" "${scram[@]}" >>"$KAFKA_LOGS/kafka.out" 2>&1; then
       kafka_log_tail
       die "kafka: formatting the storage failed"
     fi
@@ -553,7 +597,27 @@ pg_init_cluster() {
   fi
 }
 
+pg_tls_enabled() { [[ -n $PG_TLS_CERT ]]; }
+
+pg_check_tls() {
+  if [[ -z $PG_TLS_CERT && -z $PG_TLS_KEY && -z $PG_TLS_CA ]]; then return 0; fi
+  local name
+  for name in PG_TLS_CERT PG_TLS_KEY PG_TLS_CA; do
+    [[ -n ${!name} ]] || die "postgres: NEWSDEDUP_PG_TLS_CERT, _KEY and _CA go together, but NEWSDEDUP_$name is empty"
+    [[ -f ${!name} && -r ${!name} ]] || die "postgres: NEWSDEDUP_$name=${!name} is not a readable file"
+  done
+}
+
+# Rewritten on each start (and on each 'up' of a running TLS server), so that TLS can be turned on and off.
 pg_write_config() {
+  if pg_tls_enabled; then
+    local owner=()
+    if [[ $EUID -eq 0 ]]; then owner=(-o "$PG_OS_USER" -g "$(id -gn "$PG_OS_USER")"); fi
+    # Copies owned by the server's OS user: it may not be able to read the originals, and it refuses a
+    # key that anyone else can read.
+    install "${owner[@]}" -m 644 "$PG_TLS_CERT" "$PG_DATA/newsdedup-server.crt"
+    install "${owner[@]}" -m 600 "$PG_TLS_KEY" "$PG_DATA/newsdedup-server.key"
+  fi
   {
     echo "# Generated by scripts/services.sh on each start; edits are overwritten."
     echo "listen_addresses = '$HOST'"
@@ -561,13 +625,39 @@ pg_write_config() {
     echo "unix_socket_directories = $(pg_conf_quote "$PG_SOCKET_DIR")"
     echo "password_encryption = 'scram-sha-256'"
     echo "max_connections = 100"
+    if pg_tls_enabled; then
+      echo "ssl = on"
+      echo "ssl_cert_file = 'newsdedup-server.crt'"  # relative to the data folder
+      echo "ssl_key_file = 'newsdedup-server.key'"
+      echo "ssl_min_protocol_version = 'TLSv1.2'"
+    fi
   } | as_pg tee "$PG_DATA/newsdedup.conf" >/dev/null
+  {
+    echo "# Generated by scripts/services.sh on each start; edits are overwritten."
+    echo "# TYPE    DATABASE USER ADDRESS      METHOD"
+    echo "local     all      all               peer"
+    if pg_tls_enabled; then
+      # TLS or nothing: a client with sslmode=disable (or prefer, against a server without TLS) is turned away.
+      echo "hostssl   all      all  $HOST/32 scram-sha-256"
+      echo "hostnossl all      all  all          reject"
+    else
+      echo "host      all      all  $HOST/32 scram-sha-256"
+    fi
+  } | as_pg tee "$PG_DATA/pg_hba.conf" >/dev/null
 }
 
 pg_start() {
   ensure_postgres_bin
+  pg_check_tls
   if pg_running; then
     log "postgres: already running (pid $(pg_pid))"
+    if pg_tls_enabled; then
+      # PostgreSQL re-reads its certificate, key, TLS settings and pg_hba.conf on reload: a renewed
+      # certificate (or another CA's) takes effect without a restart.
+      pg_write_config
+      as_pg "$PG_BIN/pg_ctl" -D "$PG_DATA" reload >/dev/null
+      log "postgres: TLS certificate and settings reloaded"
+    fi
   else
     if port_open "$PG_PORT"; then
       die "postgres: port $HOST:$PG_PORT is already in use by another process (set NEWSDEDUP_PG_PORT)"
@@ -609,15 +699,20 @@ pg_superuser_psql() {
 # loopback-only development credentials.)
 pg_provision() {
   pg_superuser_psql postgres -v owner_role="$PG_OWNER_ROLE" -v app_role="$PG_APP_ROLE" \
-    -v owner_pw="$PG_OWNER_PASSWORD" -v app_pw="$PG_APP_PASSWORD" -f - <<'SQL'
+    -v reader_role="$PG_READER_ROLE" -v owner_pw="$PG_OWNER_PASSWORD" -v app_pw="$PG_APP_PASSWORD" \
+    -v reader_pw="$PG_READER_PASSWORD" -f - <<'SQL'
 SELECT format('CREATE ROLE %I', :'owner_role')
  WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = :'owner_role') \gexec
 SELECT format('CREATE ROLE %I', :'app_role')
  WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = :'app_role') \gexec
+SELECT format('CREATE ROLE %I', :'reader_role')
+ WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = :'reader_role') \gexec
 ALTER ROLE :"owner_role" WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS
   PASSWORD :'owner_pw';
 ALTER ROLE :"app_role" WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS
   PASSWORD :'app_pw';
+ALTER ROLE :"reader_role" WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS
+  PASSWORD :'reader_pw';
 SQL
   local db
   for db in "${PG_DATABASES[@]}"; do
@@ -625,11 +720,13 @@ SQL
 SELECT format('CREATE DATABASE %I OWNER %I', :'db', :'owner_role')
  WHERE NOT EXISTS (SELECT 1 FROM pg_database WHERE datname = :'db') \gexec
 SQL
-    pg_superuser_psql "$db" -v db="$db" -v owner_role="$PG_OWNER_ROLE" -v app_role="$PG_APP_ROLE" -f - <<'SQL'
+    pg_superuser_psql "$db" -v db="$db" -v owner_role="$PG_OWNER_ROLE" -v app_role="$PG_APP_ROLE" \
+      -v reader_role="$PG_READER_ROLE" -f - <<'SQL'
 ALTER DATABASE :"db" OWNER TO :"owner_role";
--- Only the two roles (and the superuser) may connect.
+-- Only the three roles (and the superuser) may connect.
 REVOKE ALL ON DATABASE :"db" FROM PUBLIC;
 GRANT CONNECT ON DATABASE :"db" TO :"app_role";
+GRANT CONNECT ON DATABASE :"db" TO :"reader_role";
 -- The owner role owns schema public and so everything migrations create in it.
 ALTER SCHEMA public OWNER TO :"owner_role";
 REVOKE CREATE ON SCHEMA public FROM PUBLIC;
@@ -639,9 +736,15 @@ ALTER DEFAULT PRIVILEGES FOR ROLE :"owner_role" IN SCHEMA public
   GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO :"app_role";
 ALTER DEFAULT PRIVILEGES FOR ROLE :"owner_role" IN SCHEMA public
   GRANT USAGE, SELECT ON SEQUENCES TO :"app_role";
+-- The reader role (reports, audits, ad-hoc queries) reads rows and nothing more: the tables there now
+-- (a database migrated before this role existed) and, by default privileges, those created later.
+GRANT USAGE ON SCHEMA public TO :"reader_role";
+GRANT SELECT ON ALL TABLES IN SCHEMA public TO :"reader_role";
+ALTER DEFAULT PRIVILEGES FOR ROLE :"owner_role" IN SCHEMA public
+  GRANT SELECT ON TABLES TO :"reader_role";
 SQL
   done
-  log "postgres: databases ${PG_DATABASES[*]} with roles $PG_OWNER_ROLE (owner) and $PG_APP_ROLE (app) are in place"
+  log "postgres: databases ${PG_DATABASES[*]} with roles $PG_OWNER_ROLE (owner), $PG_APP_ROLE (app) and $PG_READER_ROLE (reader) are in place"
 }
 
 pg_stop() {
@@ -677,7 +780,11 @@ pg_status() {
 # Commands
 # ---------------------------------------------------------------------------------------
 pg_url() { # role password database
-  printf 'postgresql+psycopg://%s:%s@%s:%s/%s' "$1" "$(urlencode "$2")" "$HOST" "$PG_PORT" "$3"
+  local query=
+  if pg_tls_enabled; then  # libpq checks the server's certificate against the CA and its name against the host
+    query="?sslmode=verify-full&sslrootcert=$(urlencode "$(realpath -m "$PG_TLS_CA")")"
+  fi
+  printf 'postgresql+psycopg://%s:%s@%s:%s/%s%s' "$1" "$(urlencode "$2")" "$HOST" "$PG_PORT" "$3" "$query"
 }
 
 print_env() {
@@ -686,7 +793,8 @@ print_env() {
     NEWSDEDUP_DATABASE_URL "$(pg_url "$PG_APP_ROLE" "$PG_APP_PASSWORD" newsdedup)" \
     NEWSDEDUP_MIGRATION_DATABASE_URL "$(pg_url "$PG_OWNER_ROLE" "$PG_OWNER_PASSWORD" newsdedup)" \
     NEWSDEDUP_TEST_DATABASE_URL "$(pg_url "$PG_APP_ROLE" "$PG_APP_PASSWORD" newsdedup_test)" \
-    NEWSDEDUP_TEST_MIGRATION_DATABASE_URL "$(pg_url "$PG_OWNER_ROLE" "$PG_OWNER_PASSWORD" newsdedup_test)"
+    NEWSDEDUP_TEST_MIGRATION_DATABASE_URL "$(pg_url "$PG_OWNER_ROLE" "$PG_OWNER_PASSWORD" newsdedup_test)" \
+    NEWSDEDUP_TEST_READER_DATABASE_URL "$(pg_url "$PG_READER_ROLE" "$PG_READER_PASSWORD" newsdedup_test)"
 }
 
 # Parse SERVICE names (and --purge for down) into SERVICES / PURGE.

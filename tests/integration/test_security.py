@@ -2,7 +2,10 @@
 
 - The database password, the migration URL's password and the Kafka SASL password never show in
   what the commands print (stdout, the JSON log on stderr), nor on the metrics and health pages
-  of a running role: `newsdedup db check`, `settings`, `export` and a short `match`.
+  of a running role: `newsdedup db check`, `settings`, `export` and a short `match`. Every test runs
+  twice: with the secrets in NEWSDEDUP_<NAME> variables, and in files named by NEWSDEDUP_<NAME>_FILE
+  (as compose secrets are mounted). TLS URLs and secret files against a server of their own:
+  test_postgres_security.py.
 - A wrong database password fails with a clear error that names the server, not the password.
 - The app role holds row privileges only (SELECT, INSERT, UPDATE, DELETE) on the tables, grants
   nothing further, owns nothing and inherits from no role. (That it cannot CREATE or DROP tables
@@ -18,6 +21,7 @@ broker in tests/unit/test_properties.py.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import subprocess
 import sys
 import threading
@@ -25,12 +29,13 @@ import time
 import urllib.parse
 import uuid
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from consumers.settings import Settings, env_name
+from consumers.settings import Settings, env_name, file_variable, secret_file_variables
 from consumers.storage.models import Base
 from tests.integration.conftest import ROOT, Services, free_port, run_cli, settings_env, start_cli
 from tests.integration.observability_support import http_get
@@ -46,6 +51,22 @@ class Secrets:
     values: tuple[str, ...]  # every spelling of every secret that must never be shown
     host: str
     port: int
+    form: str  # "variables" (NEWSDEDUP_<NAME>=secret) or "files" (NEWSDEDUP_<NAME>_FILE=a file holding it)
+    folder: Path  # where the files go
+
+    def with_secret(self, name: str, value: str) -> dict[str, str]:
+        """The environment with the secret setting ``name`` set to ``value``, in this form."""
+        env = {k: v for k, v in self.env.items() if k not in {env_name(name), file_variable(name)}}
+        return {**env, **secret_env(self.form, self.folder, name, value)}
+
+
+def secret_env(form: str, folder: Path, name: str, value: str) -> dict[str, str]:
+    if form == "variables":
+        return {env_name(name): value}
+    path = folder / f"{name}-{uuid.uuid4().hex[:6]}"
+    path.write_text(value + "\n")  # as `echo ... > file` leaves it: the newline is not part of the secret
+    path.chmod(0o400)
+    return {file_variable(name): str(path)}
 
 
 def secret_spellings(secret: str) -> set[str]:
@@ -53,8 +74,9 @@ def secret_spellings(secret: str) -> set[str]:
     return {secret, urllib.parse.quote(secret, safe=""), urllib.parse.quote_plus(secret)}
 
 
-@pytest.fixture()
-def secrets(services: Services, settings: Settings) -> Secrets:
+@pytest.fixture(params=["variables", "files"])
+def secrets(request: pytest.FixtureRequest, services: Services, settings: Settings, tmp_path: Path) -> Secrets:
+    form = request.param
     tag = uuid.uuid4().hex[:12]
     sasl_secret = f"SaslSecret-{tag}-kz"
     migration_secret = f"MigrationSecret-{tag}-qx"
@@ -63,15 +85,23 @@ def secrets(services: Services, settings: Settings) -> Secrets:
     assert len(app_password) >= 6, "the app role's password is too short to search for in output meaningfully"
     migration_url = make_url(services.owner_url).set(password=migration_secret)
     env = settings_env(settings)
-    env[env_name("migration_database_url")] = migration_url.render_as_string(hide_password=False)
-    env[env_name("kafka_sasl_password")] = sasl_secret
+    planted = {
+        "database_url": settings.database_url,
+        "migration_database_url": migration_url.render_as_string(hide_password=False),
+        "kafka_sasl_password": sasl_secret,
+    }
+    for name, value in planted.items():
+        del env[env_name(name)]
+        env.update(secret_env(form, tmp_path, name, value))
     env[env_name("log_level")] = "DEBUG"  # the most the roles ever log
+    files = [Path(env[variable]) for variable in secret_file_variables() if variable in env]
+    given = [*env.values(), *(path.read_text() for path in files)]
     values = set()
     for secret in (app_password, sasl_secret, migration_secret):
         values |= secret_spellings(secret)
         # The process is really given each secret: a leak would have something to leak.
-        assert any(secret in value or urllib.parse.quote(secret, safe="") in value for value in env.values()), secret
-    return Secrets(env, tuple(sorted(values)), app_url.host or "", app_url.port or 5432)
+        assert any(secret in value or urllib.parse.quote(secret, safe="") in value for value in given), secret
+    return Secrets(env, tuple(sorted(values)), app_url.host or "", app_url.port or 5432, form, tmp_path)
 
 
 def assert_no_secret(where: str, content: str | bytes, secrets: Secrets) -> None:
@@ -97,8 +127,10 @@ def test_settings_shows_every_setting_with_secrets_masked(secrets: Secrets) -> N
     assert_no_secret("settings stdout", result.stdout, secrets)
     assert_no_secret("settings stderr", result.stderr, secrets)
     lines = {line.split("=", 1)[0].strip(): line for line in result.stdout.splitlines() if "=" in line}
-    for flag in ("--database-url", "--migration-database-url", "--kafka-sasl-password"):
-        assert "'***'" in lines[flag], lines[flag]  # set, and shown as set
+    for name in ("database_url", "migration_database_url", "kafka_sasl_password"):
+        line = lines["--" + name.replace("_", "-")]
+        assert "'***'" in line, line  # set, and shown as set
+        assert (f"(from {file_variable(name)}=" in line) == (secrets.form == "files"), line  # and where from
     assert secrets.env[env_name("kafka_bootstrap_servers")] in lines["--kafka-bootstrap-servers"]  # others shown
 
 
@@ -175,11 +207,12 @@ def test_a_running_match_role_never_shows_a_password(secrets: Secrets) -> None:
     ["export", "--output", "-"],
     ["match", "--exit-when-idle", "1", "--metrics-port", "0"],
 ], ids=["db-check", "export", "match"])
-def test_a_wrong_password_names_the_server_but_not_the_password(secrets: Secrets, args: list[str]) -> None:
+def test_a_wrong_password_names_the_server_but_not_the_password(secrets: Secrets, settings: Settings,
+                                                                args: list[str]) -> None:
     wrong = f"WrongPassword-{uuid.uuid4().hex[:12]}-zv"
-    url = make_url(secrets.env[env_name("database_url")]).set(password=wrong)
-    env = {**secrets.env, env_name("database_url"): url.render_as_string(hide_password=False)}
-    wrong_secrets = Secrets(env, (*secrets.values, *sorted(secret_spellings(wrong))), secrets.host, secrets.port)
+    url = make_url(settings.database_url).set(password=wrong)
+    env = secrets.with_secret("database_url", url.render_as_string(hide_password=False))
+    wrong_secrets = dataclasses.replace(secrets, env=env, values=(*secrets.values, *sorted(secret_spellings(wrong))))
     result = subprocess.run([sys.executable, "-m", "consumers.cli", *args], env=env, cwd=ROOT, capture_output=True,
                             text=True, timeout=120, check=False)
     assert result.returncode == 1, f"exit {result.returncode}:\n{result.stderr[-3000:]}"

@@ -51,6 +51,7 @@ ALERT_NAMES = {
     "NewsdedupTargetDown",
     "NewsdedupLagExporterDown",
     "NewsdedupUndecodableBatches",
+    "NewsdedupDatabaseDiskFilling",
 }
 # The metric each alert is about (the issue names them).
 ALERT_METRICS = {
@@ -67,6 +68,7 @@ ALERT_METRICS = {
     "NewsdedupLagExporterDown": {"newsdedup_lag_exporter_up", "newsdedup_lag_exporter_last_success_timestamp_seconds",
                                  "up"},
     "NewsdedupUndecodableBatches": {"newsdedup_undecodable_batches_total", "newsdedup_blocked_partitions"},
+    "NewsdedupDatabaseDiskFilling": {"newsdedup_database_size_bytes", "newsdedup_database_disk_bytes"},
 }
 # Labels Prometheus adds to every scraped series: job and instance, and role from the scrape config.
 TARGET_LABELS = {"job", "instance", "role"}
@@ -93,6 +95,9 @@ REQUIRED_PANELS = {
     "Story size distribution": {"newsdedup_story_size_articles_bucket"},
     "Build / version": {"newsdedup_build_info"},
     "Targets up": {"up"},
+    "Database size": {"newsdedup_database_size_bytes"},
+    "Rows per table": {"newsdedup_database_rows"},
+    "Oldest stored article age": {"newsdedup_oldest_article_timestamp_seconds"},
 }
 
 
@@ -621,3 +626,189 @@ def test_dockerfile_builds_a_non_root_image_of_the_project():
     assert re.search(r'^ENTRYPOINT \["newsdedup"\]$', text, re.MULTILINE)
     ignored = (REPO / ".dockerignore").read_text().split()
     assert ".git" in ignored and ".venv" in ignored and "samples" not in ignored
+
+
+# -- the secured variant: docker-compose.secure.yml over docker-compose.yml ---------------------------------
+
+SECURE_OVERRIDE = REPO / "docker-compose.secure.yml"
+SECURE_BROKER = DEPLOY / "kafka" / "secure-broker.sh"
+SECURE_HBA = DEPLOY / "postgres" / "pg_hba.secure.conf"
+# The services that run the newsdedup image in the secured stack, and their Kafka principal.
+SECURE_PRINCIPALS = {"kafka-setup": "admin", "prepare": "prepare", "match": "match", "lag-exporter": "lag-exporter",
+                     "demo-producer": "ingest"}
+
+
+@pytest.fixture(scope="session")
+def secrets_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """What scripts/compose-secrets.sh makes, in a folder of this session."""
+    folder = tmp_path_factory.mktemp("compose") / "secrets"
+    env = {**os.environ, "NEWSDEDUP_SECRETS_DIR": str(folder)}
+    for attempt in ("first", "again"):  # the second run must change nothing
+        result = subprocess.run(["bash", "scripts/compose-secrets.sh"], cwd=REPO, env=env, capture_output=True,
+                                text=True, timeout=120, check=False)
+        assert result.returncode == 0, result.stderr
+        assert ("nothing to make" in result.stderr) == (attempt == "again"), result.stderr
+    return folder
+
+
+def secure_compose(compose: list[str], secrets_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "NEWSDEDUP_SECRETS_DIR": str(secrets_dir)}
+    return subprocess.run([*compose, "-f", "docker-compose.yml", "-f", SECURE_OVERRIDE.name, *args], cwd=REPO,
+                          env=env, capture_output=True, text=True, timeout=120, check=False)
+
+
+@pytest.fixture(scope="session")
+def secure_config(compose, secrets_dir: Path) -> dict[str, Any]:
+    result = secure_compose(compose, secrets_dir, "config", "--format", "json")
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def mounted(service: dict[str, Any]) -> dict[str, str]:
+    """Secret name -> where the service sees it."""
+    return {secret["source"]: secret.get("target") or f"/run/secrets/{secret['source']}"
+            for secret in service.get("secrets", [])}
+
+
+def test_secure_compose_config_passes(compose, secrets_dir: Path):
+    result = secure_compose(compose, secrets_dir, "config", "--quiet")
+    assert result.returncode == 0, result.stderr
+
+
+def test_secure_config_holds_no_secret_value(compose, secrets_dir: Path):
+    """Passwords live in the secret files only: not in the resolved config, so not in any environment."""
+    rendered = secure_compose(compose, secrets_dir, "config").stdout
+    values = [path.read_text().strip() for path in secrets_dir.iterdir() if path.name.endswith("-password")]
+    assert len(values) >= 10 and all(len(value) >= 32 for value in values)
+    assert not [value for value in values if value in rendered]
+    assert "dev-pw" not in rendered and "postgres-dev-pw" not in rendered
+
+
+def test_each_secured_role_has_its_own_kafka_principal_over_sasl_ssl(secure_config):
+    services = secure_config["services"]
+    for name, principal in SECURE_PRINCIPALS.items():
+        env, secrets = services[name]["environment"], mounted(services[name])
+        assert env["NEWSDEDUP_KAFKA_SECURITY_PROTOCOL"] == "SASL_SSL", name
+        assert env["NEWSDEDUP_KAFKA_SASL_MECHANISM"] == "SCRAM-SHA-512", name
+        assert env["NEWSDEDUP_KAFKA_BOOTSTRAP_SERVERS"] == "kafka:9094", name
+        assert env["NEWSDEDUP_KAFKA_SASL_USERNAME"] == principal, name
+        assert env["NEWSDEDUP_KAFKA_SSL_CAFILE"] == secrets["newsdedup_ca"], name
+        own = f"kafka_{principal.replace('-', '_')}_password"
+        assert env["NEWSDEDUP_KAFKA_SASL_PASSWORD_FILE"] == secrets[own], name
+        assert "NEWSDEDUP_KAFKA_SASL_PASSWORD" not in env, name
+        assert not [s for s in secrets if s.startswith("kafka_") and s.endswith("_password") and s != own], \
+            f"{name} sees another principal's password"
+    for name in ("prepare", "match", "lag-exporter", "demo-producer"):
+        assert services[name]["depends_on"]["kafka-setup"]["condition"] == "service_completed_successfully", name
+
+
+def test_each_secured_service_loads_its_settings_from_its_mounted_secrets(secure_config, secrets_dir: Path):
+    """The roles' environment, with /run/secrets/X pointing at the generated files, is valid for
+    load_settings: every variable is a real setting, every _FILE form exists, the URLs verify the server."""
+    from sqlalchemy.engine import make_url
+
+    from consumers.settings import load_settings
+
+    services = secure_config["services"]
+    files = {name: Path(secret["file"]) for name, secret in secure_config["secrets"].items()}
+    assert all(path.parent == secrets_dir and path.is_file() for path in files.values()), files
+    loaded = {}
+    for name in (*SECURE_PRINCIPALS, "migrate"):
+        where = {target: str(files[source]) for source, target in mounted(services[name]).items()}
+        loaded[name] = load_settings({key: where.get(value, value)
+                                      for key, value in services[name]["environment"].items()})
+        for field in ("database_url", "migration_database_url"):
+            parsed = make_url(getattr(loaded[name], field) or "sqlite://")
+            if parsed.get_backend_name() == "sqlite":  # the default: this service uses no database
+                continue
+            assert parsed.query["sslmode"] == "verify-full", (name, field)
+            assert parsed.query["sslrootcert"] in mounted(services[name]).values(), (name, field)
+            assert parsed.host == "postgres", (name, field)
+    assert make_url(loaded["migrate"].migration_database_url).username == "newsdedup_owner"
+    assert make_url(loaded["match"].database_url).username == "newsdedup_app"
+    assert loaded["match"].kafka_sasl_password == (secrets_dir / "kafka-match-password").read_text().strip()
+    for name in ("prepare", "lag-exporter", "demo-producer", "kafka-setup"):  # no database credentials
+        assert not [s for s in mounted(services[name]) if s.startswith(("database_url", "pg_"))], name
+
+
+def test_secured_kafka_takes_sasl_ssl_only_and_enforces_acls(secure_config):
+    kafka = secure_config["services"]["kafka"]
+    assert not kafka.get("ports"), "the secured broker publishes no port"
+    assert kafka["entrypoint"][-1] == "/opt/newsdedup/secure-broker.sh"
+    volumes = {volume["target"]: volume.get("source") for volume in kafka["volumes"]}
+    assert Path(volumes["/opt/newsdedup/secure-broker.sh"]) == SECURE_BROKER
+    script = SECURE_BROKER.read_text()
+    protocols = re.search(r"^listener\.security\.protocol\.map=(.*)$", script, re.MULTILINE).group(1)
+    assert "PLAINTEXT" not in protocols and "SASL_SSL:SASL_SSL" in protocols, protocols
+    assert re.search(r"^listeners=SASL_SSL://:9094,CONTROLLER://127\.0\.0\.1:9093$", script, re.MULTILINE)
+    for line in ("sasl.enabled.mechanisms=SCRAM-SHA-512", "allow.everyone.if.no.acl.found=false",
+                 "listener.name.controller.ssl.client.auth=required", "super.users=User:admin;User:CN=kafka",
+                 "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer"):
+        assert re.search(rf"^{re.escape(line)}$", script, re.MULTILINE), line
+    principals = set(re.search(r"^PRINCIPALS=\((.*)\)$", script, re.MULTILINE).group(1).split())
+    assert principals == set(SECURE_PRINCIPALS.values())
+    assert {f"kafka_{p.replace('-', '_')}_password" for p in principals} <= set(mounted(kafka))
+    assert "kafka_broker_keystore" in mounted(kafka)
+    assert "secure-admin.properties" in " ".join(kafka["healthcheck"]["test"])
+
+
+def test_secured_acls_give_each_role_only_its_topics_and_group():
+    import importlib.util
+
+    from consumers.settings import Settings
+
+    spec = importlib.util.spec_from_file_location("newsdedup_acls", DEPLOY / "kafka" / "acls.py")
+    acls = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(acls)
+    settings = Settings()
+    grants = {(principal, kind.name, name, operation.name) for principal, kind, name, operation in
+              acls.role_grants(settings)}
+    assert set(acls.PRINCIPALS) == set(SECURE_PRINCIPALS.values()) - {"admin"}
+    assert {principal for principal, *_ in grants} == set(acls.PRINCIPALS)
+    writes = {(p, name) for p, kind, name, op in grants if op == "WRITE"}
+    assert writes == {("ingest", settings.topic_raw), ("prepare", settings.topic_fingerprinted),
+                      ("prepare", settings.topic_dead_letters), ("match", settings.topic_story_events),
+                      ("match", settings.topic_dead_letters)}
+    assert {op for *_, op in grants} == {"READ", "WRITE", "DESCRIBE"}  # no CREATE, ALTER, DELETE, ALL
+    assert {(p, name) for p, kind, name, op in grants if kind == "GROUP" and op == "READ"} == \
+        {("prepare", settings.prepare_group), ("match", settings.match_group)}
+    try:  # the secured broker of the integration tests grants the same (tests/integration/kafka_secure.py)
+        from tests.integration.kafka_secure import role_grants
+    except ImportError:
+        return
+    assert {(p, kind.name, name, op.name) for p, kind, name, op in role_grants(settings)} == grants
+
+
+def test_secured_postgres_takes_tls_only_with_passwords_from_files(secure_config):
+    postgres = secure_config["services"]["postgres"]
+    command = postgres["command"]
+    options = {command[i + 1].split("=", 1)[0]: command[i + 1].split("=", 1)[1]
+               for i, arg in enumerate(command) if arg == "-c"}
+    assert options["ssl"] == "on" and options["ssl_min_protocol_version"] == "TLSv1.2"
+    assert options["ssl_cert_file"] == mounted(postgres)["postgres_server_cert"]
+    volumes = {volume["target"]: volume.get("source") for volume in postgres["volumes"]}
+    assert Path(volumes[options["hba_file"]]) == SECURE_HBA
+    rules = [line.split() for line in SECURE_HBA.read_text().splitlines() if line.strip() and line[0] != "#"]
+    assert ["hostnossl", "all", "all", "all", "reject"] in rules
+    assert ["hostssl", "all", "all", "all", "scram-sha-256"] in rules
+    assert not [rule for rule in rules if rule[0] == "host" or rule[-1] in {"trust", "password", "md5"}], rules
+    env = postgres["environment"]
+    assert not [key for key in env if key.endswith("PASSWORD")], env  # only the _FILE forms
+    init_sql = INIT_SQL.read_text()
+    for role in ("OWNER", "APP", "READER"):
+        variable = f"NEWSDEDUP_PG_{role}_PASSWORD_FILE"
+        assert env[variable] in mounted(postgres).values() and variable in init_sql, role
+    assert env["POSTGRES_PASSWORD_FILE"] == mounted(postgres)["pg_superuser_password"]
+
+
+def test_compose_secrets_are_private_and_the_certificates_name_their_services(secrets_dir: Path):
+    assert secrets_dir.stat().st_mode & 0o777 == 0o700
+    assert (secrets_dir / "ca.key").stat().st_mode & 0o777 == 0o600
+    ca = str(secrets_dir / "ca.pem")
+    for name, host in (("kafka-broker", "kafka"), ("postgres-server", "postgres")):
+        cert = str(secrets_dir / f"{name}.pem")
+        assert run(["openssl", "verify", "-CAfile", ca, cert]).stdout.strip().endswith("OK")
+        names = run(["openssl", "x509", "-in", cert, "-noout", "-ext", "subjectAltName"]).stdout
+        assert f"DNS:{host}" in names, names
+    keystore = (secrets_dir / "kafka-broker-keystore.pem").read_text()
+    assert keystore.startswith("-----BEGIN PRIVATE KEY-----") and keystore.count("BEGIN CERTIFICATE") == 2

@@ -11,11 +11,14 @@ import pytest
 
 from consumers.settings import (
     SCRIPT_VARIABLES,
+    SECRET_FILE_MAX_BYTES,
     Settings,
     env_name,
+    file_variable,
     flag_name,
     load_settings,
     replace,
+    secret_file_variables,
     settings_markdown,
 )
 from consumers.stages.fingerprint import FingerprintConfig
@@ -157,3 +160,99 @@ def test_every_field_has_help_and_a_row_in_the_markdown_table() -> None:
         assert f"`{env_name(spec.name)}` | `{flag_name(spec.name)}`" in table
     assert env_name("num_perm") == "NEWSDEDUP_NUM_PERM"
     assert flag_name("num_perm") == "--num-perm"
+
+
+# -- secrets from files (NEWSDEDUP_<NAME>_FILE) ------------------------------------------------------------
+
+SECRET_NAMES = [f.name for f in dataclasses.fields(Settings) if f.metadata["secret"]]
+
+
+def test_every_secret_setting_and_only_those_take_a_file() -> None:
+    """Generic over the declaration: a secret added later gets its _FILE form with no other change."""
+    assert {"database_url", "migration_database_url", "kafka_sasl_password"} <= set(SECRET_NAMES)
+    assert secret_file_variables() == {env_name(name) + "_FILE": name for name in SECRET_NAMES}
+    with pytest.raises(ValueError, match="unrecognised settings NEWSDEDUP_TOPIC_RAW_FILE"):
+        load_settings({"NEWSDEDUP_TOPIC_RAW_FILE": "/dev/null"})  # not a secret: no file form
+
+
+@pytest.mark.parametrize("name", SECRET_NAMES)
+@pytest.mark.parametrize(("content", "ending"), [("s3cr3t", "\n"), ("s3cr3t", "\r\n"), ("s3cr3t", ""),
+                                                 ("pä ss wörd", "\n\n")], ids=["lf", "crlf", "none", "utf8"])
+def test_a_secret_file_gives_its_content_without_the_trailing_line_break(
+        tmp_path: Path, name: str, content: str, ending: str) -> None:
+    secret_file = tmp_path / "secret"
+    secret_file.write_bytes((content + ending).encode())
+    settings = load_settings({file_variable(name): str(secret_file)})
+    assert getattr(settings, name) == content
+    assert content not in repr(settings) and f"'{name}': '***'" in repr(settings)
+
+
+def test_flags_still_win_over_a_secret_file(tmp_path: Path) -> None:
+    secret_file = tmp_path / "url"
+    secret_file.write_text("sqlite:///from-file.db\n")
+    settings = load_settings({"NEWSDEDUP_DATABASE_URL_FILE": str(secret_file)},
+                             overrides={"database_url": "sqlite:///from-flag.db"})
+    assert settings.database_url == "sqlite:///from-flag.db"
+
+
+def test_a_secret_and_its_file_together_are_refused(tmp_path: Path) -> None:
+    secret_file = tmp_path / "password"
+    secret_file.write_text("from-the-file-pw\n")
+    with pytest.raises(ValueError, match="both NEWSDEDUP_KAFKA_SASL_PASSWORD and NEWSDEDUP_KAFKA_SASL_PASSWORD_FILE "
+                                         "are set: set one of them") as caught:
+        load_settings({"NEWSDEDUP_KAFKA_SASL_PASSWORD": "from-the-variable-pw",
+                       "NEWSDEDUP_KAFKA_SASL_PASSWORD_FILE": str(secret_file)})
+    assert "from-the-file-pw" not in str(caught.value) and "from-the-variable-pw" not in str(caught.value)
+
+
+@pytest.mark.parametrize(("make", "message"), [
+    (lambda folder: folder / "absent", r"cannot read the file \(No such file or directory\)"),
+    (lambda folder: folder, r"cannot read the file \(Is a directory\)"),
+    (lambda folder: _write(folder / "empty", b"\n"), "the file is empty"),
+    (lambda folder: _write(folder / "latin1", b"p\xe4ss-s3cr3t\n"), "the file is not UTF-8 text"),
+    (lambda folder: _write(folder / "huge", b"s3cr3t" * SECRET_FILE_MAX_BYTES), "larger than 65536 bytes"),
+], ids=["missing", "directory", "empty", "not-utf8", "too-large"])
+def test_an_unusable_secret_file_is_one_line_naming_the_file_not_its_content(
+        tmp_path: Path, make: object, message: str) -> None:
+    path = make(tmp_path)  # type: ignore[operator]
+    with pytest.raises(ValueError, match=message) as caught:
+        load_settings({"NEWSDEDUP_DATABASE_URL_FILE": str(path)})
+    text = str(caught.value)
+    assert text.startswith(f"NEWSDEDUP_DATABASE_URL_FILE={str(path)!r}: "), text
+    assert "s3cr3t" not in text and "\n" not in text
+    error = caught.value  # and no chained exception (a UnicodeDecodeError quotes the bytes) rides along
+    assert error.__cause__ is None and (error.__context__ is None or error.__suppress_context__)
+
+
+def test_an_empty_file_variable_is_refused() -> None:
+    with pytest.raises(ValueError, match="NEWSDEDUP_DATABASE_URL_FILE is empty: give the path"):
+        load_settings({"NEWSDEDUP_DATABASE_URL_FILE": ""})
+
+
+def test_a_secret_that_does_not_convert_is_not_echoed() -> None:
+    from consumers.settings import _convert
+
+    with pytest.raises(ValueError, match=r"NEWSDEDUP_SOME_PIN=its value is not a valid int") as caught:
+        _convert("some_pin", int, "s3cr3t-pin", secret=True)
+    assert "s3cr3t-pin" not in str(caught.value)
+
+
+def test_the_settings_table_names_the_file_form_of_every_secret() -> None:
+    table = settings_markdown()
+    for name in SECRET_NAMES:
+        row = next(line for line in table.splitlines() if line.startswith(f"| `{env_name(name)}` |"))
+        assert f"`{file_variable(name)}` may name a file holding it instead" in row
+    assert "_FILE" not in next(line for line in table.splitlines() if "`NEWSDEDUP_TOPIC_RAW`" in line)
+
+
+def test_a_tls_url_with_a_password_is_masked_in_repr(tmp_path: Path) -> None:
+    url = "postgresql+psycopg://newsdedup_app:Tls-S3cret@db.internal:5432/news?sslmode=verify-full&sslrootcert=/ca.pem"
+    secret_file = tmp_path / "url"
+    secret_file.write_text(url + "\n")
+    shown = repr(load_settings({"NEWSDEDUP_DATABASE_URL_FILE": str(secret_file)}))
+    assert "Tls-S3cret" not in shown and "db.internal" not in shown and "'database_url': '***'" in shown
+
+
+def _write(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
