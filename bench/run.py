@@ -10,6 +10,8 @@ In order, each in its own process (their figures are echoed; progress goes to st
   5. bench/kafka_latency.py    p50/p99 latency at 25/50/90% of that maximum, 1 and 2 prepare workers; then
                                once more, 1 prepare worker offered the target's 2,000 articles/s live
   6. bench/embedded.py         `newsdedup run` on the dev set into a temporary SQLite
+  7. bench/pg_bytes.py         PostgreSQL bytes per article per table, column and index, before (migration 0003)
+                               and after (head), inside and past the matcher's window, with each variant's rows/s
 
 Steps 3-5 use the local services (``bash scripts/services.sh up``, idempotent): step 3 recreates the
 tables of the local ``newsdedup`` database, steps 4-5 work in a schema of their own there (never
@@ -21,7 +23,8 @@ Ends with one JSON line: fingerprint_articles_per_s and fingerprint_ratio_vs_dat
 issue's stage: normalise + shingle + MinHash; prepare_article_* the same for the prepare role's whole work),
 matcher_articles_per_s, index_bytes_per_article, rebuild_seconds_per_million, e2e_articles_per_s
 (steady rate of kafka_throughput, 1 prepare worker), e2e_p99_seconds_at_half_load (1 prepare
-worker), embedded_dev_articles_per_s, and more (targets, versions, each script's own JSON).
+worker), embedded_dev_articles_per_s, pg_bytes_per_article (and _before), and more (targets, versions,
+each script's own JSON).
 
     python bench/run.py --quick [--profile] [--only fingerprint,matcher]
 """
@@ -40,7 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchlib import BENCH, ROOT, emit, note, print_header
 
 LIVE_TARGET = 2000  # articles/s: the issue's end-to-end target
-STEPS = ("fingerprint", "matcher", "rebuild", "throughput", "latency", "embedded")
+STEPS = ("fingerprint", "matcher", "rebuild", "throughput", "latency", "embedded", "pg_bytes")
 TARGETS = {  # key: (comparison, value, the issue's words)
     "fingerprint_articles_per_s": (">=", 4000, "fingerprint stage >= 4,000 articles/s per core"),
     "fingerprint_ratio_vs_datasketch_update": (">=", 20, ">= 20x datasketch per-shingle update"),
@@ -50,6 +53,8 @@ TARGETS = {  # key: (comparison, value, the issue's words)
     "rebuild_seconds_per_million": ("<=", 60, "rebuild of 1M <= 60 s"),
     "e2e_articles_per_s": (">=", 2000, "end to end >= 2,000 articles/s"),
     "e2e_p99_seconds_at_half_load": ("<=", 1.0, "p99 <= 1 s at half load"),
+    "pg_article_bytes_inside_window": ("<=", 4000, "articles <= 4,000 B per dev article inside the window"),
+    "pg_article_bytes_past_window": ("<=", 2278, "<= half of 4,556 B per dev article past the window"),
 }
 
 
@@ -118,6 +123,8 @@ def main() -> int:
                                                               str(LIVE_TARGET), "--loads", "100"])
     if "embedded" in steps:
         results["embedded"] = run_script("embedded", [] if args.quick else ["--runs", "3"])
+    if "pg_bytes" in steps:
+        results["pg_bytes"] = run_script("pg_bytes", ["--rounds", "1" if args.quick else "3"])
     seconds = time.perf_counter() - started
 
     def pick(step: str, key: str) -> float | None:
@@ -148,6 +155,10 @@ def main() -> int:
         "e2e_p99_seconds_at_2000_live": next((phase["p99_seconds"] for phase in pick("live_target", "phases") or []),
                                              None),
         "embedded_dev_articles_per_s": pick("embedded", "embedded_dev_articles_per_s"),
+        "pg_bytes_per_article": pick("pg_bytes", "pg_bytes_per_article"),
+        "pg_bytes_per_article_before": pick("pg_bytes", "pg_bytes_per_article_before"),
+        "pg_article_bytes_inside_window": pick("pg_bytes", "pg_article_bytes_inside_window"),
+        "pg_article_bytes_past_window": pick("pg_bytes", "pg_article_bytes_past_window"),
     }
     print()
     print(f"== summary ({'quick' if args.quick else 'full'} run, {seconds:.0f} s)")

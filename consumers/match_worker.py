@@ -36,6 +36,7 @@ from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
 from consumers.embedded import build_matcher
 from consumers.event_relay import EventRelay
 from consumers.fetch_guard import FetchGuard
+from consumers.growth import export_growth
 from consumers.kafka_io import (
     PROCESSING_ERROR,
     Outgoing,
@@ -259,6 +260,7 @@ class MatchWorker(ConsumerRebalanceListener):
         try:
             self.store.ping()
             self.telemetry.health.set("database", True)
+            export_growth(self.store, self.telemetry.metrics, self.settings.database_disk_bytes)  # every minute
         except SQLAlchemyError:
             self.telemetry.health.set("database", False)
 

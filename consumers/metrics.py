@@ -119,6 +119,18 @@ class Metrics:
         self.last_processed = Gauge("newsdedup_last_processed_timestamp_seconds", "Unix time of the last record "
                                     "processed (the start time until then).", ["role"], registry=r)
         self.ready = Gauge("newsdedup_ready", "1 when /readyz answers ready.", ["role"], registry=r)
+        # Growth of the database (consumers/growth.py; the match role measures it on its idle pings).
+        self.database_size = Gauge("newsdedup_database_size_bytes", "Size of the database on disk "
+                                   "(pg_database_size).", ["role"], registry=r)
+        self.database_rows = Gauge("newsdedup_database_rows", "Rows per table (PostgreSQL's planner estimate, "
+                                   "pg_class.reltuples).", ["role", "table"], registry=r)
+        self.oldest_article = Gauge("newsdedup_oldest_article_timestamp_seconds", "Unix time the oldest stored "
+                                    "article arrived (the measurement's time while none is stored): retention at "
+                                    "work keeps its age below store_retention_days.", ["role"], registry=r)
+        self.database_disk = Gauge("newsdedup_database_disk_bytes", "The database's disk size as configured "
+                                   "(setting database_disk_bytes; 0: not told).", ["role"], registry=r)
+        self.growth_measured = Gauge("newsdedup_database_growth_timestamp_seconds", "Unix time of the last "
+                                     "measurement of the database's growth.", ["role"], registry=r)
         self.build_info = Gauge("newsdedup_build_info", "Build of the running process (value 1).",
                                 ["role", "version", "python"], registry=r)
         self.build_info.labels(role=role, version=package_version(), python=platform.python_version()).set(1)
@@ -141,6 +153,16 @@ class Metrics:
 
     def set_ready(self, ready: bool) -> None:
         self.ready.labels(role=self.role).set(int(ready))
+
+    def set_growth(self, size_bytes: int, rows: dict[str, int], oldest_article: float | None,
+                   disk_bytes: int) -> None:
+        now = time.time()
+        self.database_size.labels(role=self.role).set(size_bytes)
+        for table, count in rows.items():
+            self.database_rows.labels(role=self.role, table=table).set(count)
+        self.oldest_article.labels(role=self.role).set(now if oldest_article is None else oldest_article)
+        self.database_disk.labels(role=self.role).set(disk_bytes)
+        self.growth_measured.labels(role=self.role).set(now)
 
     def observe_stage(self, stage: str, seconds: float) -> None:
         # Several calls per article: a cached child saves labels()' lookup (4.5% of the prepare stage).

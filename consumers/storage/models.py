@@ -17,6 +17,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Text,
+    text,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -30,6 +31,7 @@ NAMING = {
     "pk": "pk_%(table_name)s",
 }
 ID = String(40)
+STRIP_PENDING = "stripped_at IS NULL OR stripped_at < updated_at"  # changed since prune stripped it
 AUTO_ID = BigInteger().with_variant(Integer, "sqlite")  # SQLite autoincrements INTEGER only
 
 
@@ -67,8 +69,14 @@ class StoryRow(Base):
     first_seen_at: Mapped[datetime] = mapped_column(UtcDateTime)
     last_seen_at: Mapped[datetime] = mapped_column(UtcDateTime)
     merged_into: Mapped[str | None] = mapped_column(ID)
-    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)  # growth metrics: the oldest stored
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)  # retention counts from it
+    # When prune last dropped its articles' verification data (past the matcher's window); NULL: never.
+    stripped_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+    # The stories prune may still have to strip: it reads this index, not every story past the window each day.
+    __table_args__ = (Index("ix_stories_strip_pending", "updated_at", postgresql_where=text(STRIP_PENDING),
+                            sqlite_where=text(STRIP_PENDING)),)
 
 
 class ArticleRow(Base):
@@ -76,18 +84,19 @@ class ArticleRow(Base):
 
     id: Mapped[str] = mapped_column(ID, primary_key=True)  # hash of (normalised URL, content)
     story_id: Mapped[str] = mapped_column(ForeignKey("stories.id"), index=True)
-    input_id: Mapped[str] = mapped_column(String(256), index=True)  # the producer's id
+    input_id: Mapped[str] = mapped_column(String(256))  # the producer's id (no query looks it up: no index)
     url: Mapped[str] = mapped_column(Text)
     url_normalised: Mapped[str] = mapped_column(Text)
     source: Mapped[str] = mapped_column(String(256))
     title: Mapped[str] = mapped_column(Text)
     body: Mapped[str] = mapped_column(Text)  # cleaned text
     lang: Mapped[str] = mapped_column(String(16))
-    content_hash: Mapped[str] = mapped_column(String(64), index=True)
+    content_hash: Mapped[str] = mapped_column(String(64))
     published_at: Mapped[datetime] = mapped_column(UtcDateTime)
     scraped_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     num_shingles: Mapped[int] = mapped_column(Integer)
-    signature: Mapped[bytes] = mapped_column(LargeBinary)  # MinHash, little-endian uint32
+    # Verification data; both NULL once prune found the story past the matcher's window (migration 0004).
+    signature: Mapped[bytes | None] = mapped_column(LargeBinary)  # MinHash, little-endian uint32
     shingle_hashes: Mapped[bytes | None] = mapped_column(LargeBinary)  # sorted uint32 hashes: exact verification
     fingerprint_identity: Mapped[str] = mapped_column(String(80))
     match_method: Mapped[str] = mapped_column(String(16))  # canonical / exact / near
@@ -100,8 +109,6 @@ class ArticleRow(Base):
     match_partition: Mapped[int] = mapped_column(Integer)
     stored_at: Mapped[datetime] = mapped_column(UtcDateTime)
     extra: Mapped[dict[str, Any]] = mapped_column(JSON)  # the producer's metadata
-
-    __table_args__ = (Index("ix_articles_match_partition_published_at", "match_partition", "published_at"),)
 
 
 class StoryEventRow(Base):

@@ -16,7 +16,21 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import numpy as np
-from sqlalchemy import Connection, Engine, Select, bindparam, func, insert, select, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Select,
+    and_,
+    bindparam,
+    delete,
+    exists,
+    func,
+    insert,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 
 from consumers.evaluation import ArticleView
@@ -67,6 +81,26 @@ class RefingerprintResult:
     updated: int
     refused: int  # their text no longer gives their stored content hash: left as they were
     refused_examples: tuple[str, ...]  # the first few refused article keys, for the message
+
+
+@dataclass(slots=True)
+class PruneResult:
+    """What a prune removed (or, dry, would remove)."""
+
+    stories: int = 0  # story rows deleted with all their articles and events
+    articles: int = 0
+    events: int = 0
+    stripped: int = 0  # articles past the matcher's window whose signature and shingle hashes were dropped
+    held: int = 0  # stories past retention kept: an event of theirs is not published to stories.events yet
+
+
+@dataclass(frozen=True, slots=True)
+class GrowthStats:
+    """How large the database is, for the growth metrics (consumers/growth.py)."""
+
+    database_bytes: int
+    rows: dict[str, int]  # per table; PostgreSQL's planner estimates (pg_class.reltuples), exact on SQLite
+    oldest_article_stored_at: datetime | None
 
 
 class StoryStore:
@@ -210,14 +244,21 @@ class StoryStore:
         while True:
             with self.engine.begin() as conn:
                 rows = conn.execute(
-                    select(ArticleRow.id, ArticleRow.body, ArticleRow.content_hash, ArticleRow.fingerprint_identity)
+                    select(ArticleRow.id, ArticleRow.body, ArticleRow.content_hash, ArticleRow.fingerprint_identity,
+                           ArticleRow.signature.is_(None), ArticleRow.num_shingles)
                     .where(ArticleRow.id > last_key, ArticleRow.fingerprint_identity != identity)
                     .order_by(ArticleRow.id).limit(batch_rows)
                 ).all()
                 if not rows:
                     break
                 changes = []
-                for key, body, stored_hash, old_identity in rows:
+                for key, body, stored_hash, old_identity, stripped, num_shingles in rows:
+                    if stripped:
+                        # Prune dropped its verification data (past the window): it stays without, under the
+                        # new identity, instead of growing back on every change of fingerprint.
+                        changes.append({"b_id": key, "b_old": old_identity, "signature": None, "shingle_hashes": None,
+                                        "num_shingles": num_shingles, "fingerprint_identity": identity})
+                        continue
                     fp = fingerprint_again(body, stored_hash, config)
                     if fp is None:
                         refused += 1
@@ -234,6 +275,150 @@ class StoryStore:
             if on_batch is not None:
                 on_batch(len(rows))
         return RefingerprintResult(updated, refused, tuple(examples))
+
+    # -- retention ---------------------------------------------------------------------------
+
+    def prune(self, delete_before: datetime | None, strip_before: datetime, batch_stories: int = 500,
+              dry_run: bool = False, on_batch: Callable[[int], None] | None = None,
+              outbox: bool = True) -> PruneResult:
+        """Apply retention, a short transaction per ``batch_stories`` stories; see README "Retention".
+
+        1. A story whose last change (``updated_at``) is before ``delete_before`` goes with all its articles
+           and events: every member joined it before that change, so all of them are past retention, and no
+           story is ever left with part of its members, a canonical that is gone or a partial event log.
+           A story merged into another is deleted only once that other story is gone (its articles moved
+           there, and the other's log names it). A story any of whose events is not yet published to
+           stories.events (id above its partition's ``event_relay.published_id``) is kept (``held``) and
+           deleted by a later run; the event delete itself is also bounded by the mark.
+        2. Articles of stories last changed before ``strip_before`` (past the matcher's window) lose their
+           signature and shingle hashes: a matcher never loads them again, and the text stays.
+
+        The candidates are read in ``updated_at`` order; each batch locks its stories (SKIP LOCKED on
+        PostgreSQL: a row a writer holds waits for the next run) and checks their age again under the lock.
+        Every batch commits what it did, so an interrupted prune continues where it stopped when run again.
+        ``dry_run`` counts without changing anything (one pass: stories merged into stories that this prune
+        would delete are counted by the run after). ``on_batch(n)`` is told each batch's number of stories.
+        ``outbox=False``: no relay publishes this database's events (embedded mode writes them for no one), so
+        none holds a story.
+        """
+        result = PruneResult()
+        if delete_before is not None:
+            while True:  # passes: a merged story becomes deletable once the story it merged into is gone
+                before = result.stories
+                self._prune_pass(delete_before, batch_stories, dry_run, on_batch, result, outbox)
+                if dry_run or result.stories == before:
+                    break
+                result.held = 0  # the next pass sees the held stories again
+        self._strip_pass(strip_before, delete_before, batch_stories, dry_run, on_batch, result)
+        return result
+
+    def prune_candidates(self, delete_before: datetime | None, strip_before: datetime) -> int:
+        """How many stories a prune will look at (for a progress bar)."""
+        latest = max(strip_before, delete_before) if delete_before is not None else strip_before
+        with self.engine.connect() as conn:
+            return conn.execute(select(func.count()).select_from(StoryRow)
+                                .where(StoryRow.updated_at < latest)).scalar_one()
+
+    def _page(self, conn: Connection, before: datetime, after: tuple[datetime, str] | None, limit: int,
+              only_deletable: bool, lock: bool) -> list[tuple[str, datetime]]:
+        """The next ``limit`` stories last changed before ``before``, after ``after`` in (updated_at, id)."""
+        conditions = [StoryRow.updated_at < before]
+        if after is not None:
+            conditions.append(or_(StoryRow.updated_at > after[0],
+                                  and_(StoryRow.updated_at == after[0], StoryRow.id > after[1])))
+        if not only_deletable:  # the strip pass: stories not stripped since their last change
+            conditions.append(or_(StoryRow.stripped_at.is_(None), StoryRow.stripped_at < StoryRow.updated_at))
+        if only_deletable:
+            target = StoryRow.__table__.alias("target")
+            conditions.append(or_(StoryRow.merged_into.is_(None),
+                                  ~exists().where(target.c.id == StoryRow.merged_into)))
+        statement = (select(StoryRow.id, StoryRow.updated_at).where(*conditions)
+                     .order_by(StoryRow.updated_at, StoryRow.id).limit(limit))
+        if lock:
+            statement = statement.with_for_update(of=StoryRow, skip_locked=True)
+        return [(sid, updated) for sid, updated in conn.execute(statement)]
+
+    def _prune_pass(self, before: datetime, limit: int, dry_run: bool, on_batch: Callable[[int], None] | None,
+                    result: PruneResult, outbox: bool) -> None:
+        after: tuple[datetime, str] | None = None
+        while True:
+            with self.engine.begin() as conn:
+                page = self._page(conn, before, after, limit, only_deletable=True, lock=not dry_run)
+                if not page:
+                    return
+                after = (page[-1][1], page[-1][0])
+                ids = [sid for sid, _ in page]
+                # Stories with an event the relay has not published: deleting it would lose it to stories.events.
+                unpublished = select(StoryEventRow.story_id).outerjoin(
+                    EventRelayRow, EventRelayRow.match_partition == StoryEventRow.match_partition).where(
+                    StoryEventRow.story_id.in_(ids),
+                    or_(EventRelayRow.published_id.is_(None), StoryEventRow.id > EventRelayRow.published_id))
+                held = set(conn.execute(unpublished.distinct()).scalars()) if outbox else set()
+                ids = [sid for sid in ids if sid not in held]
+                result.held += len(held)
+                if ids and dry_run:
+                    result.articles += conn.execute(select(func.count()).select_from(ArticleRow)
+                                                    .where(ArticleRow.story_id.in_(ids))).scalar_one()
+                    result.events += conn.execute(select(func.count()).select_from(StoryEventRow)
+                                                  .where(StoryEventRow.story_id.in_(ids))).scalar_one()
+                    result.stories += len(ids)
+                elif ids:
+                    mark = (select(EventRelayRow.published_id)
+                            .where(EventRelayRow.match_partition == StoryEventRow.match_partition).scalar_subquery())
+                    published = (StoryEventRow.id <= mark,) if outbox else ()
+                    result.events += conn.execute(delete(StoryEventRow).where(
+                        StoryEventRow.story_id.in_(ids), *published)).rowcount
+                    result.articles += conn.execute(delete(ArticleRow).where(ArticleRow.story_id.in_(ids))).rowcount
+                    result.stories += conn.execute(delete(StoryRow).where(StoryRow.id.in_(ids),
+                                                                          StoryRow.updated_at < before)).rowcount
+            if on_batch is not None:
+                on_batch(len(page))
+
+    def _strip_pass(self, before: datetime, not_before: datetime | None, limit: int, dry_run: bool,
+                    on_batch: Callable[[int], None] | None, result: PruneResult) -> None:
+        after: tuple[datetime, str] | None = (not_before, "") if not_before is not None else None
+        while True:
+            with self.engine.begin() as conn:
+                page = self._page(conn, before, after, limit, only_deletable=False, lock=not dry_run)
+                if not page:
+                    return
+                after = (page[-1][1], page[-1][0])
+                ids = [sid for sid, _ in page]
+                verified = (ArticleRow.story_id.in_(ids),
+                            or_(ArticleRow.signature.is_not(None), ArticleRow.shingle_hashes.is_not(None)))
+                if dry_run:
+                    result.stripped += conn.execute(select(func.count()).select_from(ArticleRow)
+                                                    .where(*verified)).scalar_one()
+                else:
+                    result.stripped += conn.execute(update(ArticleRow).where(*verified)
+                                                    .values(signature=None, shingle_hashes=None)).rowcount
+                    conn.execute(update(StoryRow).where(StoryRow.id.in_(ids)).values(stripped_at=datetime.now(UTC)))
+            if on_batch is not None:
+                on_batch(len(page))
+
+    def growth(self) -> GrowthStats:
+        """Database size, rows per table and the oldest stored article's arrival: cheap enough to ask every
+        minute of a database of 100M articles (catalog reads and one index probe, never a count)."""
+        tables = [table.name for table in (StoryRow.__table__, ArticleRow.__table__, StoryEventRow.__table__)]
+        with self.engine.connect() as conn:
+            # Every article arrives in a story created no later than it, and story rows go only with
+            # their articles: the oldest story's creation is the oldest stored article's arrival.
+            oldest = conn.execute(select(func.min(StoryRow.created_at))).scalar_one()
+            if self.engine.dialect.name == "postgresql":
+                size = conn.execute(text("SELECT pg_database_size(current_database())")).scalar_one()
+                rows = {name: max(0, int(conn.execute(
+                    text("SELECT reltuples FROM pg_class WHERE oid = to_regclass(:name)"),
+                    {"name": name}).scalar_one_or_none() or 0)) for name in tables}
+            else:
+                size = (conn.execute(text("PRAGMA page_count")).scalar_one()
+                        * conn.execute(text("PRAGMA page_size")).scalar_one())
+                rows = {name: conn.execute(select(func.count()).select_from(text(name))).scalar_one()
+                        for name in tables}
+        if isinstance(oldest, str):  # SQLite hands back text for an aggregate of a DateTime column
+            oldest = datetime.fromisoformat(oldest)
+        if oldest is not None and oldest.tzinfo is None:
+            oldest = oldest.replace(tzinfo=UTC)
+        return GrowthStats(int(size), rows, oldest)
 
     # -- reads -------------------------------------------------------------------------------
 
@@ -273,6 +458,7 @@ class StoryStore:
         bands use are read (92 of 512 bytes at the default 23 bands of 1 row).
         """
         bands, rows_per_band = matcher.index.bands
+        stripped_bands = b"\xff" * (4 * bands * rows_per_band)
         cutoff = matcher.clock() - matcher.retention
         live = (StoryRow.match_partition.in_(match_partitions), StoryRow.merged_into.is_(None),
                 StoryRow.updated_at >= cutoff)
@@ -299,7 +485,7 @@ class StoryStore:
             def stored() -> Iterator[StoredArticle]:
                 for (key, story_id, published, source, chars, signature, hashes, content,
                      method, similarity, containment, identity) in article_rows:
-                    if identity != fingerprint_identity:
+                    if identity != fingerprint_identity and signature is not None:
                         raise ValueError(
                             f"stored signatures were made with {identity!r}, this build uses {fingerprint_identity!r}"
                             f": run `newsdedup db refingerprint` (stop match first) or run with the old settings")
@@ -307,6 +493,12 @@ class StoryStore:
                     by_id[story_id].outlets[source.lower()] += 1
                     counts["articles"] += 1
                     counts["without_hashes"] += not hashes
+                    if signature is None:
+                        # Prune dropped its verification data (its story was past the window then; a window
+                        # made longer since brings it back). It stays a member, for the story's counts and
+                        # canonical, under band values no MinHash gives (a minimum is all ones only if every
+                        # hash is), so it is nobody's candidate.
+                        signature = stripped_bands
                     published = published.astimezone(UTC) if published is not None else None  # as UtcDateTime
                     contender = Contender(key, published, source, chars or 0)
                     scores = SAME if similarity == containment == 1.0 else Similarity(similarity, containment)
@@ -325,7 +517,9 @@ class StoryStore:
         if counts["without_hashes"]:
             log.warning("stored articles without shingle hashes cannot be matched again",
                         extra={"articles": counts["without_hashes"],
-                               "hint": "stored before migration 0002; re-ingest them"})
+                               "hint": "stored before migration 0002 (re-ingest them), or `newsdedup db prune` "
+                                       "dropped their verification data: they stay members, new copies match "
+                                       "other members"})
         return counts["articles"]
 
     def export_rows(self) -> Iterator[ExportRow]:

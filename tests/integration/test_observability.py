@@ -184,7 +184,8 @@ def check_dashboard_queries_return_data(prometheus: Prometheus) -> None:
 def check_alert_rules(prometheus: Prometheus) -> None:
     alerts = {"NewsdedupConsumerLagHigh", "NewsdedupConsumerStalled", "NewsdedupDeadLetters",
               "NewsdedupDatabaseErrors", "NewsdedupNoPartitionsAssigned", "NewsdedupMatcherNotReady",
-              "NewsdedupTargetDown", "NewsdedupLagExporterDown", "NewsdedupUndecodableBatches"}
+              "NewsdedupTargetDown", "NewsdedupLagExporterDown", "NewsdedupUndecodableBatches",
+              "NewsdedupDatabaseDiskFilling"}
 
     def evaluated() -> list[dict]:
         rules = prometheus.rules()
