@@ -29,8 +29,9 @@ from consumers.event_relay import CRASH_BEFORE_PUBLISH_ENV, CRASH_EXIT_CODE
 from consumers.settings import Settings, replace
 from consumers.storage.models import StoryEventRow
 from consumers.storage.store import StoryStore
-from tests.integration.conftest import DEV_ARTICLES, ROOT, read_topic, run_cli, settings_env, start_cli
+from tests.integration.conftest import DEV_ARTICLES, ROOT, free_port, read_topic, run_cli, settings_env, start_cli
 from tests.integration.events_support import audit_events, stored_events
+from tests.integration.observability_support import Role, eventually, start_role
 
 pytestmark = pytest.mark.integration
 # Fingerprinted records are keyed by language: these two land in different partitions of a 2-partition topic.
@@ -66,17 +67,13 @@ def wait_matched(settings: Settings, records: int, processes: list[subprocess.Po
         time.sleep(0.5)
 
 
-def stop(processes: list[subprocess.Popen[str]]) -> list[str]:
-    """SIGTERM each, wait for exit 0; their logs."""
+def stop(processes: list[subprocess.Popen[str]]) -> None:
     for process in processes:
         if process.poll() is None:
             process.send_signal(signal.SIGTERM)
-    logs = []
     for process in processes:
         _, stderr = process.communicate(timeout=60)
         assert process.returncode == 0, f"{process.args} exited {process.returncode}:\n{stderr[-3000:]}"
-        logs.append(stderr)
-    return logs
 
 
 def audit(settings: Settings):  # type: ignore[no-untyped-def]
@@ -88,23 +85,41 @@ def test_two_matchers_writing_at_once_publish_every_event_in_story_order(setting
     settings = replace(settings, fingerprinted_partitions=2)
     env = settings_env(settings)
     run_cli(["topics"], env)
-    count = 800
-    run_cli(["ingest", str(write_input(tmp_path / "in.jsonl", count, LANGS)), "--no-progress"], env)
-    roles = [start_cli(["match", "--metrics-port", "0"], env), start_cli(["match", "--metrics-port", "0"], env),
-             start_cli(["prepare", "--metrics-port", "0"], env)]
+    matchers = [start_role("match", env, free_port()), start_role("match", env, free_port())]
+    roles = list(matchers)
     try:
-        wait_matched(settings, count, roles)
+        # Both own a partition before any article flows, so both write (on a slow machine the first would
+        # otherwise take both partitions and store everything before the second joins).
+        try:
+            eventually(lambda: [owned(m) for m in matchers] in ([{0}, {1}], [{1}, {0}]), 90, "one partition each")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}: {[owned(m) for m in matchers]}\n"
+                                 + "\n".join(m.tail(15) for m in matchers)) from None
+        count = 800
+        run_cli(["ingest", str(write_input(tmp_path / "in.jsonl", count, LANGS)), "--no-progress"], env)
+        roles.append(start_role("prepare", env, free_port()))
+        wait_matched(settings, count, [role.process for role in roles])
+        assert [owned(m) for m in matchers] in ([{0}, {1}], [{1}, {0}]), "a rebalance moved the partitions"
     finally:
-        logs = stop(roles)
+        exits = [(role.name, role.stop(), role.tail()) for role in roles]
+    assert all(code == 0 for _, code, _ in exits), exits
     assert set(matched(settings)) == {0, 1}, "both partitions must have been written"
-    owned = [{json.loads(line)["partition"] for line in log.splitlines() if '"partition assigned"' in line}
-             for log in logs[:2]]
-    assert all(owned), f"each matcher must have owned a partition: {owned}"
     result = audit(settings)
     result.assert_complete()
     partitions = {row[0] for row in _query(settings, "SELECT DISTINCT match_partition FROM story_events")}
     assert partitions == {0, 1}
     print(f"two matchers: {result.stored} events stored, {result.messages} messages, {result.duplicates} duplicates")
+
+
+def owned(role: Role) -> set[int]:
+    """The partitions a matcher holds now, from its log."""
+    holding: set[int] = set()
+    for line in list(role.log):
+        if '"partition assigned"' in line:
+            holding.add(json.loads(line)["partition"])
+        elif '"partition revoked"' in line:
+            holding.discard(json.loads(line)["partition"])
+    return holding
 
 
 def test_a_crash_between_commit_and_publication_loses_no_event(settings: Settings, tmp_path: Path) -> None:
