@@ -13,6 +13,7 @@ delete or reconfigure a topic, read another role's group, or write a topic it do
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterable
 
 from kafka import KafkaAdminClient
 from kafka.admin import ACL, ACLOperation, ACLPermissionType, ResourcePattern, ResourceType
@@ -53,9 +54,13 @@ def role_grants(settings: Settings) -> list[Grant]:
 
 
 def acls(settings: Settings) -> list[ACL]:
+    return to_acls(role_grants(settings))
+
+
+def to_acls(grants: Iterable[Grant]) -> list[ACL]:
     return [ACL(principal=f"User:{principal}", host="*", operation=operation,
                 permission_type=ACLPermissionType.ALLOW, resource_pattern=ResourcePattern(kind, name))
-            for principal, kind, name, operation in role_grants(settings)]
+            for principal, kind, name, operation in grants]
 
 
 def main(argv: list[str]) -> int:

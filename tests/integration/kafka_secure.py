@@ -17,15 +17,16 @@ SCRAM password and a client certificate (its key encrypted with a password of it
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import secrets
 import subprocess
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 
 from kafka import KafkaAdminClient
-from kafka.admin import ACL, ACLOperation, ACLPermissionType, ResourcePattern, ResourceType
 
 from consumers.kafka_io import client_config
 from consumers.settings import Settings, replace
@@ -170,39 +171,21 @@ def encrypt_key(issued: Issued, password: str) -> Path:
 
 # -- least privilege -------------------------------------------------------------------------------------------
 
-Grant = tuple[str, ResourceType, str, ACLOperation]  # principal, resource type, resource name, operation
+def _deploy_acls() -> ModuleType:
+    """deploy/kafka/acls.py, the admin step of the secured compose stack: the tests grant what it grants."""
+    spec = importlib.util.spec_from_file_location("newsdedup_deploy_acls", ROOT / "deploy" / "kafka" / "acls.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
-def role_grants(settings: Settings) -> list[Grant]:
-    """What each role's principal may do, and nothing more (the README's ACL table).
-
-    Kafka lets READ and WRITE imply DESCRIBE. An idempotent producer (every producer of the service) needs
-    no IDEMPOTENT_WRITE on the cluster: since Kafka 3.0, WRITE on a topic allows InitProducerId (KIP-679).
-    The topics are made by the admin (`newsdedup topics`): no role holds CREATE.
-    """
-    topic, group = ResourceType.TOPIC, ResourceType.GROUP
-    read, write, describe = ACLOperation.READ, ACLOperation.WRITE, ACLOperation.DESCRIBE
-    return [
-        ("ingest", topic, settings.topic_raw, write),
-        ("prepare", topic, settings.topic_raw, read),
-        ("prepare", group, settings.prepare_group, read),
-        ("prepare", topic, settings.topic_fingerprinted, write),
-        ("prepare", topic, settings.topic_dead_letters, write),
-        ("match", topic, settings.topic_fingerprinted, read),
-        ("match", group, settings.match_group, read),
-        ("match", topic, settings.topic_story_events, write),
-        ("match", topic, settings.topic_dead_letters, write),
-        # Committed offsets (OffsetFetch: DESCRIBE on the group and the topic) and the log ends (ListOffsets).
-        ("lag-exporter", group, settings.prepare_group, describe),
-        ("lag-exporter", group, settings.match_group, describe),
-        ("lag-exporter", topic, settings.topic_raw, describe),
-        ("lag-exporter", topic, settings.topic_fingerprinted, describe),
-    ]
+DEPLOY_ACLS = _deploy_acls()
+Grant = DEPLOY_ACLS.Grant  # principal, resource type, resource name, operation
+role_grants = DEPLOY_ACLS.role_grants  # what each role's principal may do, and nothing more
 
 
 def grant(admin: KafkaAdminClient, grants: Iterable[Grant]) -> None:
-    acls = [ACL(principal=f"User:{principal}", host="*", operation=operation, permission_type=ACLPermissionType.ALLOW,
-                resource_pattern=ResourcePattern(kind, name)) for principal, kind, name, operation in grants]
-    result = admin.create_acls(acls)
+    result = admin.create_acls(DEPLOY_ACLS.to_acls(grants))
     if result["failed"]:
         raise RuntimeError(f"creating ACLs failed: {result['failed']}")

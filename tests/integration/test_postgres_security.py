@@ -21,7 +21,6 @@ roles get passwords of this session. What is checked:
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import os
@@ -44,9 +43,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from consumers.settings import env_name, file_variable, load_settings
-from tests.integration.conftest import ROOT, Services, exported, free_port, settings_env, start_cli
-from tests.integration.observability_support import http_get
-from tests.integration.test_security import Drained
+from tests.integration.conftest import ROOT, Services, exported, free_port, settings_env
+from tests.integration.test_security import run_match_reading_its_pages
 from tests.integration.tls import Pki, make_ca
 
 pytestmark = pytest.mark.integration
@@ -400,16 +398,7 @@ def test_a_running_match_role_with_secret_files_and_tls_never_shows_them(
                         kafka_sasl_password=f"SaslFilePw-{tag}"))
     env[env_name("log_level")] = "DEBUG"
     port = free_port()
-    role = Drained(start_cli(["match", "--exit-when-idle", "3", "--metrics-port", str(port)], env))
-    pages: dict[str, list[tuple[int, bytes]]] = {"/metrics": [], "/readyz": [], "/healthz": []}
-    try:
-        while role.process.poll() is None:
-            for path, answers in pages.items():
-                with contextlib.suppress(OSError):
-                    answers.append(http_get(f"http://127.0.0.1:{port}{path}", timeout=2))
-            time.sleep(0.2)
-    finally:
-        code = role.wait(timeout=60)
+    role, code, pages = run_match_reading_its_pages(env, port)
     stderr = "".join(role.err)
     assert code == 0, stderr[-3000:]
     every_secret = [*pg.secrets(), *spellings(f"SaslFilePw-{tag}")]

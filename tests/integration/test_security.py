@@ -173,9 +173,11 @@ class Drained:
         return self.process.returncode
 
 
-def test_a_running_match_role_never_shows_a_password(secrets: Secrets) -> None:
-    port = free_port()
-    role = Drained(start_cli(["match", "--exit-when-idle", "3", "--metrics-port", str(port)], secrets.env))
+def run_match_reading_its_pages(env: dict[str, str],
+                                port: int) -> tuple[Drained, int, dict[str, list[tuple[int, bytes]]]]:
+    """`newsdedup match --exit-when-idle 3` on ``port``; its /metrics, /readyz and /healthz answers, read every
+    0.2 s while it runs; returns the drained process, its exit code and the answers by path."""
+    role = Drained(start_cli(["match", "--exit-when-idle", "3", "--metrics-port", str(port)], env))
     pages: dict[str, list[tuple[int, bytes]]] = {"/metrics": [], "/readyz": [], "/healthz": []}
     try:
         while role.process.poll() is None:
@@ -185,6 +187,12 @@ def test_a_running_match_role_never_shows_a_password(secrets: Secrets) -> None:
             time.sleep(0.2)
     finally:
         code = role.wait(timeout=60)
+    return role, code, pages
+
+
+def test_a_running_match_role_never_shows_a_password(secrets: Secrets) -> None:
+    port = free_port()
+    role, code, pages = run_match_reading_its_pages(secrets.env, port)
     stderr = "".join(role.err)
     assert code == 0, stderr[-3000:]
     assert "match handled 0 messages" in stderr
