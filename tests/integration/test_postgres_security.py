@@ -416,8 +416,10 @@ def test_a_running_match_role_with_secret_files_and_tls_never_shows_them(
 # -- the compose stack's provisioning -------------------------------------------------------------------
 
 
-def superuser_psql(pg: TlsPostgres, *args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    """psql as the cluster's superuser through its unix socket (peer auth), as the image's entrypoint runs it."""
+def superuser_psql(pg: TlsPostgres, *args: str, env: dict[str, str],
+                   stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    """psql as the cluster's superuser through its unix socket (peer auth), as the image's entrypoint runs it.
+    A script goes in on ``stdin`` (``-f -``): the postgres OS user may not be able to read the checkout."""
     binaries = sorted(Path("/usr/lib/postgresql").glob("*/bin/psql"), key=lambda p: int(p.parts[-3]))
     psql = str(binaries[-1]) if binaries else "psql"
     pg_run = Path(pg.instance.get("NEWSDEDUP_PG_RUN_DIR", pg.run_dir / "postgres"))
@@ -426,8 +428,8 @@ def superuser_psql(pg: TlsPostgres, *args: str, env: dict[str, str]) -> subproce
                "-U", user or os.environ.get("USER", ""), "-d", "postgres", *args]
     if user:  # PostgreSQL's superuser is the postgres OS user when services.sh runs as root
         command = ["runuser", "-u", user, "--", *command]
-    return subprocess.run(command, env={**os.environ, **env}, cwd="/", capture_output=True, text=True, timeout=60,
-                          check=False)
+    return subprocess.run(command, env={**os.environ, **env}, cwd="/", input=stdin, capture_output=True, text=True,
+                          timeout=60, check=False)
 
 
 def test_init_sql_gives_the_same_roles_with_passwords_from_files(tls_postgres: TlsPostgres, migrated: object) -> None:
@@ -446,10 +448,11 @@ def test_init_sql_gives_the_same_roles_with_passwords_from_files(tls_postgres: T
         env[f"NEWSDEDUP_PG_{role.upper()}_PASSWORD_FILE"] = str(path)
     try:
         shown = [*pg.secrets(), *(s for password in fresh.values() for s in spellings(password))]
-        both = superuser_psql(pg, "-f", str(INIT_SQL), env={**env, "NEWSDEDUP_PG_APP_PASSWORD": "x"})
+        script = INIT_SQL.read_text()
+        both = superuser_psql(pg, "-f", "-", env={**env, "NEWSDEDUP_PG_APP_PASSWORD": "x"}, stdin=script)
         REFUSALS.append(("init.sql: a password and its _FILE", str(both.returncode), both.stderr.strip()))
         assert both.returncode != 0 and "not both" in both.stderr, both.stderr
-        result = superuser_psql(pg, "-f", str(INIT_SQL), env=env)
+        result = superuser_psql(pg, "-f", "-", env=env, stdin=script)
         assert result.returncode == 0, result.stderr
         assert_no_secret("init.sql output", result.stdout + result.stderr, shown)
         for role in ROLES:  # each role logs in to newsdedup over TLS with the password from its file
