@@ -262,15 +262,18 @@ class Role:
 
 
 class Feeder(threading.Thread):
-    """Sends articles (validated, keyed by URL, as scrapers do) at a steady rate in the background."""
+    """Sends articles (validated, keyed by URL, as scrapers do) at a steady rate in the background.
 
-    def __init__(self, settings: Settings, lines: list[bytes], rate: float | None) -> None:
+    With `hold_at`, it stops after that many articles until `release()`: a test that must inject its
+    fault mid-stream can then do so however slowly the machine got there."""
+
+    def __init__(self, settings: Settings, lines: list[bytes], rate: float | None, hold_at: int | None = None) -> None:
         super().__init__(daemon=True, name="feeder")
-        self.settings, self.lines, self.rate = settings, lines, rate
+        self.settings, self.lines, self.rate, self.hold_at = settings, lines, rate, hold_at
+        self.released = threading.Event()
         self.sent = 0
         self.error: BaseException | None = None
         self.started_at: datetime | None = None
-        self.started_mono = time.monotonic()
         self.finished_at: datetime | None = None
 
     def run(self) -> None:
@@ -279,8 +282,13 @@ class Feeder(threading.Thread):
                                        max_message_bytes=self.settings.max_message_bytes)
             try:
                 self.started_at = now()
-                began = self.started_mono = time.monotonic()
+                began = time.monotonic()
                 for index, line in enumerate(self.lines):
+                    if index == self.hold_at:
+                        producer.flush()
+                        waited = time.monotonic()
+                        self.released.wait()
+                        began += time.monotonic() - waited  # the steady rate goes on from here, no burst
                     producer.send(json.loads(line))
                     self.sent += 1
                     if self.rate:
@@ -296,7 +304,11 @@ class Feeder(threading.Thread):
         except BaseException as exc:
             self.error = exc
 
+    def release(self) -> None:
+        self.released.set()
+
     def done(self, timeout: float = 300) -> None:
+        self.release()
         self.join(timeout)
         assert not self.is_alive(), "the feeder did not finish"
         if self.error is not None:
@@ -540,8 +552,8 @@ class Harness:
                 admin.close()
         ensure_topics(self.settings)
 
-    def feed(self, lines: list[bytes], rate: float | None = None) -> Feeder:
-        feeder = Feeder(self.settings, lines, rate)
+    def feed(self, lines: list[bytes], rate: float | None = None, hold_at: int | None = None) -> Feeder:
+        feeder = Feeder(self.settings, lines, rate, hold_at)
         self.feeders.append(feeder)
         feeder.start()
         return feeder
