@@ -49,6 +49,7 @@ RECORD_OVERHEAD_BYTES = 65_536
 DEAD_LETTER_CUT_BYTES = 65_536
 # Errors that refuse one record for its size: that record's problem, not the batch's.
 SIZE_ERRORS = (MessageSizeTooLargeError, RecordListTooLargeError)
+DEFAULT_REQUEST_TIMEOUT_MS = 30_000  # kafka-python's
 
 
 def client_config(settings: Settings) -> dict[str, Any]:
@@ -271,9 +272,12 @@ def ensure_topics(settings: Settings, required: Iterable[str] = ()) -> list[str]
 
 def make_producer(settings: Settings) -> KafkaProducer:
     compression = None if settings.kafka_compression_type == "none" else settings.kafka_compression_type
+    delivery_ms = settings.kafka_delivery_timeout_ms
     return KafkaProducer(
         **client_config(settings),
-        **NO_LOSS,
+        **{**NO_LOSS, "delivery_timeout_ms": delivery_ms},
+        # kafka-python wants delivery >= linger + request timeout; a short delivery timeout shortens the request's.
+        request_timeout_ms=min(DEFAULT_REQUEST_TIMEOUT_MS, delivery_ms - NO_LOSS["linger_ms"]),
         compression_type=compression,
         # The largest topic limit; each topic's own limit is checked by the broker.
         max_request_size=max(topic_max_bytes(settings).values()),

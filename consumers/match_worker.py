@@ -62,6 +62,7 @@ log = logging.getLogger(__name__)
 ROLE = "match"
 MAX_BACKOFF_SECONDS = 10.0  # the longest wait for the database: work resumes soon after it is back
 PING_SECONDS = 2.0
+KAFKA_COMMIT_TIMEOUT_MS = 5_000  # Kafka's copy of the offset only feeds lag tools: never worth a wait
 # Errors about the data, not the connection: retrying the same batch cannot help.
 REFUSED_BY_DATABASE = (DataError, IntegrityError)
 DEAD_LETTERS_CHECK = "dead_letters"  # /readyz: false while dead letters cannot be delivered
@@ -215,7 +216,10 @@ class MatchWorker(ConsumerRebalanceListener):
         self.handled += len(records)
         self.relay.committed(partition.partition, bool(changes.events))
         try:  # the database holds the offset that counts; Kafka's copy only feeds lag tools
-            self.consumer.commit({partition: OffsetAndMetadata(next_offset, "", -1)})
+            # Bounded: kafka-python's commit otherwise waits out a broker outage (up to request_timeout_ms, 5
+            # minutes), and the loop, with the relay's retries, would wait with it.
+            self.consumer.commit({partition: OffsetAndMetadata(next_offset, "", -1)},
+                                 timeout_ms=KAFKA_COMMIT_TIMEOUT_MS)
         except KafkaError as exc:
             log.warning("Kafka offset commit failed; the stored offset stands",
                         extra={"role": ROLE, "partition": partition.partition, "error": type(exc).__name__})

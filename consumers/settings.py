@@ -41,6 +41,7 @@ SECRET = "secret"
 # NEWSDEDUP_<NAME>_FILE names a file holding a secret setting (see the module docstring).
 FILE_SUFFIX = "_FILE"
 SECRET_FILE_MAX_BYTES = 65_536
+MIN_DELIVERY_TIMEOUT_MS = 2_000  # a send's request needs time to be answered (see kafka_io.make_producer)
 
 
 def setting(default: Any, help: str, *, secret: bool = False) -> Any:  # noqa: A002 - mirrors argparse
@@ -83,6 +84,9 @@ class Settings:
         "article: ~10% less CPU through Kafka than 500; a batch is only as large as the backlog).")
     poll_timeout_ms: int = setting(500, "How long a poll waits for messages before handling a partial batch.")
     session_timeout_ms: int = setting(10_000, "Consumer group session timeout.")
+    kafka_delivery_timeout_ms: int = setting(
+        120_000, "How long a produced message may wait for the brokers' acknowledgement before its send fails "
+        "(story events then wait in the database and are sent again; a batch with dead letters is read again).")
     # -- the contract --
     max_message_bytes: int = setting(2_000_000, "Largest accepted article message; larger ones go to the DLQ.")
     # -- fingerprint --
@@ -145,6 +149,9 @@ class Settings:
                              f"one of {', '.join(sasl_mechanisms)} (got {self.kafka_sasl_mechanism!r})")
         if self.batch_max_messages < 1:
             raise ValueError(f"batch_max_messages={self.batch_max_messages} must be at least 1")
+        if self.kafka_delivery_timeout_ms < MIN_DELIVERY_TIMEOUT_MS:
+            raise ValueError(f"kafka_delivery_timeout_ms={self.kafka_delivery_timeout_ms} must be at least "
+                             f"{MIN_DELIVERY_TIMEOUT_MS} (a request needs time to be answered)")
         if self.lag_interval_seconds <= 0:
             raise ValueError(f"lag_interval_seconds={self.lag_interval_seconds} must be above 0")
 

@@ -19,6 +19,7 @@ from tests.faults.support import Harness, dev_lines, ids_of, poll_until
 
 pytestmark = pytest.mark.faults
 OUTAGE_SECONDS = 15
+DELIVERY_TIMEOUT_MS = 4_000
 
 
 def unpublished(harness: Harness) -> int:
@@ -32,9 +33,10 @@ def test_events_wait_in_the_database_while_the_broker_is_down(harness: Harness) 
     lines = dev_lines(400)
     first, second = lines[:200], lines[200:]
     harness.ensure_topics()
-    # The test holds the matcher in a transaction, then the outage holds its publication (up to the producer's
-    # delivery timeout): together longer than the harness's 45 s watchdog, which is not what is tested here.
-    matcher = harness.start("match", watchdog_seconds=300)
+    # The test holds the matcher in a transaction, then the outage: together longer than the harness's 45 s
+    # watchdog, which is not what is tested here. A short delivery timeout makes the relay's sends fail during
+    # the outage (rather than wait in one flush), so its failure-and-retry path runs.
+    matcher = harness.start("match", watchdog_seconds=300, kafka_delivery_timeout_ms=DELIVERY_TIMEOUT_MS)
     prepare = harness.start("prepare")
     assert poll_until(matcher.owns_match_partition, 60), matcher.tail()
     producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, acks="all")
@@ -81,12 +83,16 @@ def test_events_wait_in_the_database_while_the_broker_is_down(harness: Harness) 
     exits = harness.stop_all()
     events = harness.audit_events()
     audit = harness.audit(ids_of(lines))
+    failed_sends = matcher.events("story events not published; they wait in the database and are sent again")
     harness.report(f"Kafka down {OUTAGE_SECONDS}s with events waiting", 1, len(lines), audit,
                    f"{published_after:.1f}s", equal=None,
                    notes=f"{min(waiting)}-{max(waiting)} events waited in the database during the outage; "
+                         f"{len(failed_sends)} failed sends retried; "
                          f"matcher {'stayed up' if matcher.generation == 1 else 'RESTARTED'}"
                          + harness.events_note(events))
     assert min(waiting) > 0, f"events waiting during the outage: {waiting}"
+    # One failed send could be the batch's own; a second is a retry while the broker was still away.
+    assert len(failed_sends) >= 2, f"the relay did not retry during the outage: {len(failed_sends)} failed sends"
     assert audit.exact, audit
     events.assert_complete()
     assert matcher.generation == 1, "the matcher should wait for the broker, not die"

@@ -133,6 +133,7 @@ def test_empty_secrets_are_shown_as_empty() -> None:
     ({"NEWSDEDUP_LSH_THRESHOLD": "nan"}, r"lsh_threshold=nan must be in \(0, 1\]"),
     ({"NEWSDEDUP_KAFKA_SECURITY_PROTOCOL": "TLS"}, "kafka_security_protocol='TLS' is not one of"),
     ({"NEWSDEDUP_BATCH_MAX_MESSAGES": "0"}, "batch_max_messages=0 must be at least 1"),
+    ({"NEWSDEDUP_KAFKA_DELIVERY_TIMEOUT_MS": "500"}, "kafka_delivery_timeout_ms=500 must be at least 2000"),
 ])
 def test_bad_values_and_cross_field_rules_are_refused_at_start_up(environ: dict[str, str], message: str) -> None:
     with pytest.raises(ValueError, match=message):
