@@ -15,12 +15,17 @@ interleaved rounds (median):
 - ``0003``: the schema before migration 0004: pglz (PostgreSQL's default) for every column, every index;
 - ``lz4``: lz4 TOAST compression of the text, JSON and hash columns (tried; not taken: larger on real text);
 - ``lz4+indexes``: also without the three indexes no query uses;
-- ``0004``: head: pglz text, without those indexes, signature and shingle hashes STORAGE EXTERNAL;
+- ``0004``: pglz text, without those indexes, signature and shingle hashes STORAGE EXTERNAL;
+- ``0005``: head: as 0004, with the verification data compact (consumers/storage/codec.py): of the signature the
+  23 values the LSH bands use (92 of 512 bytes), the shingle hashes in 3.2 instead of 4 bytes each;
 - ``... past window``: an article whose story left the matcher's window after ``newsdedup db prune`` dropped
   its verification data (signature and shingle hashes NULL; text and provenance kept).
 
+The rows are stored once at head; the variants before 0005 get the verification data back in the format they
+wrote (whole signature recomputed from the shingle hashes, hashes as plain uint32).
+
 ``pg_bytes_per_article`` (the closing JSON line, and bench/run.py's summary) is the dev set's total of all tables
-per article at head (``0004``); ``pg_bytes_per_article_before`` the same at 0003.
+per article at head (``0005``); ``pg_bytes_per_article_before`` the same at 0003, ``..._0004`` at 0004.
 
     python bench/pg_bytes.py [--sets dev,dev-real] [--rounds 3] [--batch-rows 500]
 """
@@ -35,6 +40,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from benchlib import DEV, PrivateSchema, emit, median, note, print_header, services_env
@@ -42,6 +49,8 @@ from sqlalchemy import Engine, create_engine, insert, select, text
 
 from consumers.embedded import run_embedded
 from consumers.settings import load_settings, replace
+from consumers.stages.fingerprint import FingerprintConfig, array_to_bytes, minhash_signature
+from consumers.storage.codec import band_values, decode_shingle_hashes, encode_shingle_hashes
 from consumers.storage.database import make_engine
 from consumers.storage.models import ArticleRow
 from consumers.storage.store import StoryStore
@@ -58,6 +67,7 @@ INDEXES_0003 = {
     "ix_articles_match_partition_published_at": "match_partition, published_at",
 }
 INDEXES_0004 = {"ix_articles_story_id": "story_id"}
+BAND_VALUES = 23  # b * r at the default settings: what write_batch stores of a signature since 0005
 
 
 @dataclass(frozen=True)
@@ -67,6 +77,7 @@ class Variant:
     indexes: dict[str, str]
     stripped: bool  # signature and shingle hashes NULL: past the matcher's window, after prune
     external: bool = False  # signature and shingle hashes STORAGE EXTERNAL: never compressed (migration 0004)
+    compact: bool = False  # verification data as migration 0005 stores it (else as before: whole, plain)
 
 
 VARIANTS = (
@@ -74,9 +85,11 @@ VARIANTS = (
     Variant("lz4", "lz4", INDEXES_0003, False),
     Variant("lz4+indexes", "lz4", INDEXES_0004, False),
     Variant("0004", "pglz", INDEXES_0004, False, True),
+    Variant("0005", "pglz", INDEXES_0004, False, True, True),
     Variant("0003 past window", "pglz", INDEXES_0003, True),
     Variant("lz4+ix past window", "lz4", INDEXES_0004, True),
     Variant("0004 past window", "pglz", INDEXES_0004, True, True),
+    Variant("0005 past window", "pglz", INDEXES_0004, True, True, True),
 )
 
 
@@ -98,15 +111,22 @@ def main() -> int:
         owner.dispose()
         schema.drop()
     dev = results.get("dev", {})
+    real = results.get("dev-real", {})
     summary = {
-        "pg_bytes_per_article": dev.get("0004", {}).get("all_tables"),
+        "pg_bytes_per_article": dev.get("0005", {}).get("all_tables"),
+        "pg_bytes_per_article_0004": dev.get("0004", {}).get("all_tables"),
         "pg_bytes_per_article_before": dev.get("0003", {}).get("all_tables"),
-        "pg_article_bytes_inside_window": dev.get("0004", {}).get("articles"),
+        "pg_article_bytes_inside_window": dev.get("0005", {}).get("articles"),
+        "pg_article_bytes_inside_window_0004": dev.get("0004", {}).get("articles"),
         "pg_article_bytes_inside_window_before": dev.get("0003", {}).get("articles"),
-        "pg_article_bytes_past_window": dev.get("0004 past window", {}).get("articles"),
+        "pg_article_bytes_past_window": dev.get("0005 past window", {}).get("articles"),
+        "pg_article_bytes_past_window_0004": dev.get("0004 past window", {}).get("articles"),
         "pg_article_bytes_past_window_before": dev.get("0003 past window", {}).get("articles"),
-        "real_pg_article_bytes_inside_window": results.get("dev-real", {}).get("0004", {}).get("articles"),
-        "real_pg_article_bytes_inside_window_before": results.get("dev-real", {}).get("0003", {}).get("articles"),
+        "pg_article_rows_per_s": dev.get("0005", {}).get("rows_per_s"),
+        "pg_article_rows_per_s_0004": dev.get("0004", {}).get("rows_per_s"),
+        "real_pg_article_bytes_inside_window": real.get("0005", {}).get("articles"),
+        "real_pg_article_bytes_inside_window_0004": real.get("0004", {}).get("articles"),
+        "real_pg_article_bytes_inside_window_before": real.get("0003", {}).get("articles"),
     }
     print("\n== summary (dev set)")
     for key, value in summary.items():
@@ -131,11 +151,13 @@ def measure_set(name: str, path: Path, schema: PrivateSchema, owner: Engine, rou
     others = {table: table_bytes(owner, table) / count for table in TABLES if table != "articles"}
     print(f"\n== {name}: {count:,} articles; bytes per article of the other tables (with indexes): "
           + ", ".join(f"{t} {b:,.0f}" for t, b in others.items()))
+    fingerprint = load_settings({}).fingerprint_config()
+    arrays = [verification_arrays(row, fingerprint) for row in rows]
     rates: dict[str, list[float]] = {v.name: [] for v in VARIANTS}
     sizes: dict[str, dict[str, Any]] = {}
     for round_number in range(rounds):
         for variant in VARIANTS:  # interleaved: each round runs every variant under the same load
-            rates[variant.name].append(refill(owner, variant, rows, batch_rows))
+            rates[variant.name].append(refill(owner, variant, rows, arrays, batch_rows))
             if round_number == rounds - 1:
                 sizes[variant.name] = article_sizes(owner, count)
     out: dict[str, Any] = {"articles_stored": count}
@@ -156,8 +178,10 @@ def measure_set(name: str, path: Path, schema: PrivateSchema, owner: Engine, rou
     return out
 
 
-def refill(owner: Engine, variant: Variant, rows: list[dict[str, Any]], batch_rows: int) -> float:
-    """Empty articles, set the variant's storage, insert the rows again; returns rows per second."""
+def refill(owner: Engine, variant: Variant, rows: list[dict[str, Any]],
+           arrays: list[tuple[np.ndarray, np.ndarray] | None], batch_rows: int) -> float:
+    """Empty articles, set the variant's storage, insert the rows again; returns rows per second (the
+    verification data turned into the variant's bytes included, as write_batch does it)."""
     with owner.begin() as conn:
         conn.execute(text("TRUNCATE articles"))
         for column in COMPRESSED:
@@ -170,14 +194,37 @@ def refill(owner: Engine, variant: Variant, rows: list[dict[str, Any]], batch_ro
             conn.execute(text(f"DROP INDEX IF EXISTS {index}"))
         for index, columns in variant.indexes.items():
             conn.execute(text(f"CREATE INDEX {index} ON articles ({columns})"))
-    values = [{**row, "signature": None, "shingle_hashes": None} for row in rows] if variant.stripped else rows
     started = time.perf_counter()
-    for start in range(0, len(values), batch_rows):
+    for start in range(0, len(rows), batch_rows):
+        values = [stored_as(variant, row, verification)
+                  for row, verification in zip(rows[start:start + batch_rows], arrays[start:start + batch_rows],
+                                               strict=True)]
         with owner.begin() as conn:
-            conn.execute(insert(ArticleRow), values[start:start + batch_rows])
-    rate = len(values) / (time.perf_counter() - started)
+            conn.execute(insert(ArticleRow), values)
+    rate = len(rows) / (time.perf_counter() - started)
     vacuum(owner)
     return rate
+
+
+def verification_arrays(row: dict[str, Any], fingerprint: FingerprintConfig) -> tuple[np.ndarray, np.ndarray] | None:
+    """(whole signature, shingle hashes) of a stored row: the signature recomputed from the hashes."""
+    if row["shingle_hashes"] is None:
+        return None
+    hashes = decode_shingle_hashes(row["shingle_hashes"])
+    return minhash_signature(hashes, fingerprint), hashes
+
+
+def stored_as(variant: Variant, row: dict[str, Any], verification: tuple[np.ndarray, np.ndarray] | None
+              ) -> dict[str, Any]:
+    """The row as the variant's schema stores it: before 0005 the whole signature and plain hashes, and no
+    body_chars (the column came with 0005); past the window without verification data."""
+    if variant.stripped or verification is None:
+        return {**row, "signature": None, "shingle_hashes": None, **({} if variant.compact else {"body_chars": None})}
+    signature, hashes = verification
+    if variant.compact:
+        return {**row, "signature": band_values(signature, BAND_VALUES),
+                "shingle_hashes": encode_shingle_hashes(hashes)}
+    return {**row, "signature": array_to_bytes(signature), "shingle_hashes": array_to_bytes(hashes), "body_chars": None}
 
 
 def vacuum(owner: Engine) -> None:

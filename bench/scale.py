@@ -4,8 +4,9 @@ In a private schema of the local ``newsdedup`` database (bench/benchlib.py ``Pri
 end), the dev set is stored once through embedded mode and becomes a pool of real rows (text, shingle hashes,
 signature). ``--articles`` rows are then generated in SQL from it (INSERT ... SELECT generate_series, in chunks
 of ``--chunk`` rows; nothing goes through Python): two articles per story, one event per article, new keys, the
-first 24 signature values (the LSH bands) distinct per article, stories last changed uniformly over the last
-``--days`` (120) days, every event published. Then, with retention_days 30 and store_retention_days 90:
+first 24 signature values (the LSH bands: since migration 0005 the 23 stored) distinct per article, stories last
+changed uniformly over the last ``--days`` (120) days, every event published. Then, with retention_days 30 and
+store_retention_days 90:
 
 1. the size of the database and bytes per article;
 2. the matcher's rebuild (``StoryStore.load_into``, app role): seconds per million rows in its window;
@@ -16,7 +17,7 @@ first 24 signature values (the LSH bands) distinct per article, stories last cha
 4. the rebuild again after the prune, and a second prune (the next day's run, with nothing new to do: what
    it costs to look at every story past the window again).
 
-    python bench/scale.py --articles 5000000 [--chunk 250000] [--keep]
+    python bench/scale.py --articles 5000000 [--chunk 250000] [--days 120] [--keep] [--rebuild-only]
 """
 
 from __future__ import annotations
@@ -57,13 +58,15 @@ ARTICLES_SQL = """
 INSERT INTO articles (id, story_id, input_id, url, url_normalised, source, title, body, lang, content_hash,
                       published_at, scraped_at, num_shingles, signature, shingle_hashes, fingerprint_identity,
                       match_method, similarity, containment, source_topic, source_partition, source_offset,
-                      source_timestamp, match_partition, stored_at, extra)
+                      source_timestamp, match_partition, stored_at, extra, body_chars)
 SELECT md5('a' || i), 'g-' || md5('a' || (2 * (i / 2))), 'g' || i, p.url || '?g=' || i, p.url || '?g=' || i,
        p.source, p.title, p.body, p.lang, md5('c' || i) || md5('d' || i), t, t, p.num_shingles,
-       overlay(p.signature placing decode(md5('s' || i) || md5('t' || i) || md5('u' || i) || md5('v' || i)
-                                          || md5('w' || i) || md5('x' || i), 'hex') from 1 for 96),
+       overlay(p.signature placing substr(decode(md5('s' || i) || md5('t' || i) || md5('u' || i)
+                                                 || md5('v' || i) || md5('w' || i) || md5('x' || i), 'hex'),
+                                          1, octet_length(p.signature))
+               from 1 for least(96, octet_length(p.signature))),
        p.shingle_hashes, p.fingerprint_identity, CASE WHEN i % 2 = 0 THEN 'canonical' ELSE 'near' END,
-       1.0, 1.0, 'generated', 0, i, NULL, 0, t, p.extra
+       1.0, 1.0, 'generated', 0, i, NULL, 0, t, p.extra, p.body_chars
 FROM generate_series(:start, :stop - 1) AS i
 JOIN pool AS p ON p.n = i % :pool,
 LATERAL (SELECT now() - ((i / 2)::float8 / :stories) * make_interval(days => :days) AS t) AS x
@@ -84,6 +87,7 @@ def main() -> int:
     parser.add_argument("--days", type=int, default=120, help="stories last changed over this many days")
     parser.add_argument("--batch-stories", type=int, default=500)
     parser.add_argument("--keep", action="store_true", help="leave the schema (drop it yourself)")
+    parser.add_argument("--rebuild-only", action="store_true", help="generate, measure sizes and one rebuild; no prune")
     args = parser.parse_args()
     found = print_header(f"retention at scale: {args.articles:,} generated articles")
     services = services_env()
@@ -96,6 +100,9 @@ def main() -> int:
         note(f"database: {result['generated']}")
         settings = replace(load_settings({}), database_url=schema.app_url, retention_days=RETENTION_DAYS)
         result["rebuild_before"] = rebuild(schema.app_url, settings)
+        if args.rebuild_only:
+            result["rebuild_again"] = rebuild(schema.app_url, settings)  # the table now warm in the page cache
+            return finish(result, found)
         result["prune"] = prune_with_writer(schema.app_url, args.batch_stories)
         vacuum(owner)
         result["after_prune"] = sizes(owner, None)
@@ -107,6 +114,10 @@ def main() -> int:
             note(f"schema {schema.schema} kept")
         else:
             schema.drop()
+    return finish(result, found)
+
+
+def finish(result: dict[str, Any], found: Any) -> int:
     print("\n== summary")
     for key, value in result.items():
         print(f"  {key}: {value}")
@@ -122,7 +133,8 @@ def generate(schema: PrivateSchema, owner: Engine, args: argparse.Namespace) -> 
     store.engine.dispose()
     with owner.begin() as conn:
         conn.execute(text("CREATE TABLE pool AS SELECT (row_number() OVER (ORDER BY id)) - 1 AS n, url, source, "
-                          "title, body, lang, num_shingles, signature, shingle_hashes, fingerprint_identity, extra "
+                          "title, body, lang, num_shingles, signature, shingle_hashes, fingerprint_identity, extra, "
+                          "body_chars "
                           "FROM articles"))
         conn.execute(text("CREATE UNIQUE INDEX ON pool (n)"))
         pool = conn.execute(text("SELECT count(*) FROM pool")).scalar_one()

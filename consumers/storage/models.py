@@ -32,6 +32,7 @@ NAMING = {
 }
 ID = String(40)
 STRIP_PENDING = "stripped_at IS NULL OR stripped_at < updated_at"  # changed since prune stripped it
+LISTED, MERGED = "merged_into IS NULL", "merged_into IS NOT NULL"  # stories in the explorer's list, or not
 AUTO_ID = BigInteger().with_variant(Integer, "sqlite")  # SQLite autoincrements INTEGER only
 
 
@@ -75,8 +76,15 @@ class StoryRow(Base):
     stripped_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
     # The stories prune may still have to strip: it reads this index, not every story past the window each day.
+    # The explorer's story list (its two orders) and its merged stories: migration 0006.
     __table_args__ = (Index("ix_stories_strip_pending", "updated_at", postgresql_where=text(STRIP_PENDING),
-                            sqlite_where=text(STRIP_PENDING)),)
+                            sqlite_where=text(STRIP_PENDING)),
+                      Index("ix_stories_recent", "last_seen_at", postgresql_where=text(LISTED),
+                            sqlite_where=text(LISTED)),
+                      Index("ix_stories_largest", "member_count", "last_seen_at", postgresql_where=text(LISTED),
+                            sqlite_where=text(LISTED)),
+                      Index("ix_stories_merged_into", "merged_into", postgresql_where=text(MERGED),
+                            sqlite_where=text(MERGED)))
 
 
 class ArticleRow(Base):
@@ -86,7 +94,7 @@ class ArticleRow(Base):
     story_id: Mapped[str] = mapped_column(ForeignKey("stories.id"), index=True)
     input_id: Mapped[str] = mapped_column(String(256))  # the producer's id (no query looks it up: no index)
     url: Mapped[str] = mapped_column(Text)
-    url_normalised: Mapped[str] = mapped_column(Text)
+    url_normalised: Mapped[str] = mapped_column(Text)  # the explorer's lookup: a hash index (migration 0006)
     source: Mapped[str] = mapped_column(String(256))
     title: Mapped[str] = mapped_column(Text)
     body: Mapped[str] = mapped_column(Text)  # cleaned text
@@ -109,6 +117,11 @@ class ArticleRow(Base):
     match_partition: Mapped[int] = mapped_column(Integer)
     stored_at: Mapped[datetime] = mapped_column(UtcDateTime)
     extra: Mapped[dict[str, Any]] = mapped_column(JSON)  # the producer's metadata
+
+    __table_args__ = (Index("ix_articles_url_normalised", "url_normalised", postgresql_using="hash"),)
+    # len(body) in characters, which canonical election reads: a rebuild takes it from here instead of
+    # decompressing every body out of TOAST. NULL in rows stored before migration 0005 and not converted by it.
+    body_chars: Mapped[int | None] = mapped_column(Integer)
 
 
 class StoryEventRow(Base):

@@ -37,8 +37,9 @@ from consumers.evaluation import ArticleView
 from consumers.matcher import SAME, ArticleState, Changes, IndexedArticle, Matcher, StoredArticle, Story
 from consumers.prepare import Lineage, PreparedArticle, fingerprint_again
 from consumers.stages.elect import Contender
-from consumers.stages.fingerprint import FingerprintConfig, array_from_bytes, array_to_bytes
-from consumers.stages.match import Similarity
+from consumers.stages.fingerprint import FingerprintConfig, minhash_signature
+from consumers.stages.match import MatchConfig, Similarity, lsh_bands
+from consumers.storage.codec import band_values, decode_band_values, decode_shingle_hashes, encode_shingle_hashes
 from consumers.storage.models import ArticleRow, ConsumerOffsetRow, EventRelayRow, StoryEventRow, StoryRow
 
 log = logging.getLogger(__name__)
@@ -114,6 +115,7 @@ class StoryStore:
         """Store one batch and its offsets in a single transaction (see the module docstring)."""
         now = datetime.now(UTC)
         new_keys = {prepared.key for prepared, _ in changes.new_articles}
+        bands, rows_per_band = matcher.index.bands
         with self.engine.begin() as conn:
             conn.execute(self._claim_relay_row(match_partition, now))  # first: orders the partition's writers
             new_stories = [self._story_values(matcher.story(sid, changes), match_partition, now)
@@ -129,7 +131,8 @@ class StoryStore:
                 )
             if changes.new_articles:
                 conn.execute(insert(ArticleRow), [
-                    self._article_values(prepared, lineage, matcher.articles[prepared.key], match_partition, now)
+                    self._article_values(prepared, lineage, matcher.articles[prepared.key], match_partition, now,
+                                         bands * rows_per_band)
                     for prepared, lineage in changes.new_articles
                 ])
             moved = sorted(changes.dirty_articles - new_keys)
@@ -204,15 +207,16 @@ class StoryStore:
 
     @staticmethod
     def _article_values(prepared: PreparedArticle, lineage: Lineage, indexed: ArticleState,
-                        match_partition: int, now: datetime) -> dict:
+                        match_partition: int, now: datetime, signature_values: int) -> dict:
+        """The article's row; of its signature only the ``signature_values`` the LSH bands use (codec.py)."""
         return {
             "id": prepared.key, "story_id": indexed.story_id, "input_id": prepared.input_id,
             "url": prepared.url, "url_normalised": prepared.url_normalised, "source": prepared.source,
-            "title": prepared.title, "body": prepared.text, "lang": prepared.lang,
+            "title": prepared.title, "body": prepared.text, "body_chars": len(prepared.text), "lang": prepared.lang,
             "content_hash": prepared.content_hash, "published_at": prepared.published_at,
             "scraped_at": prepared.scraped_at, "num_shingles": prepared.num_shingles,
-            "signature": array_to_bytes(prepared.signature),
-            "shingle_hashes": array_to_bytes(prepared.shingle_hashes),
+            "signature": band_values(prepared.signature, signature_values),
+            "shingle_hashes": encode_shingle_hashes(prepared.shingle_hashes),
             "fingerprint_identity": prepared.fingerprint_identity, "match_method": indexed.method,
             "similarity": indexed.similarity.jaccard, "containment": indexed.similarity.containment,
             "source_topic": lineage.topic, "source_partition": lineage.partition, "source_offset": lineage.offset,
@@ -222,7 +226,8 @@ class StoryStore:
         }
 
     def refingerprint(self, config: FingerprintConfig, batch_rows: int = 1000,
-                      on_batch: Callable[[int], None] | None = None) -> RefingerprintResult:
+                      on_batch: Callable[[int], None] | None = None,
+                      match: MatchConfig | None = None) -> RefingerprintResult:
         """Recompute signature, shingle hashes and shingle count of every article stored under
         another fingerprint identity than ``config``'s, from its stored text, in place.
 
@@ -232,9 +237,11 @@ class StoryStore:
         A row whose text no longer gives its stored content hash is refused and left as it was: the
         content hash is part of the article key, and a different one means normalisation changed,
         which re-fingerprinting cannot repair. Stories are not re-matched.
-        ``on_batch(rows)`` is told how many rows each batch looked at.
+        ``on_batch(rows)`` is told how many rows each batch looked at. Of the signature the values the LSH
+        bands of ``match`` use are stored (default: the default settings'; a matcher using more recomputes them).
         """
         identity = config.identity
+        bands, rows_per_band = lsh_bands(config, match or MatchConfig())
         update_row = (update(ArticleRow)
                       # Only a row still as we read it: nothing else rewrites fingerprints, but a second
                       # refingerprint run at the same time must not write twice.
@@ -265,8 +272,9 @@ class StoryStore:
                         if len(examples) < 5:
                             examples.append(key)
                         continue
-                    changes.append({"b_id": key, "b_old": old_identity, "signature": array_to_bytes(fp.signature),
-                                    "shingle_hashes": array_to_bytes(fp.shingle_hashes),
+                    changes.append({"b_id": key, "b_old": old_identity,
+                                    "signature": band_values(fp.signature, bands * rows_per_band),
+                                    "shingle_hashes": encode_shingle_hashes(fp.shingle_hashes),
                                     "num_shingles": fp.num_shingles, "fingerprint_identity": identity})
                 if changes:
                     conn.execute(update_row, changes)
@@ -455,14 +463,20 @@ class StoryStore:
 
         Rows stream into ``Matcher.load`` (never all in memory at once) as they arrive, in
         publication order like the original inserts. Of each signature only the values the LSH
-        bands use are read (92 of 512 bytes at the default 23 bands of 1 row).
+        bands use are read (a row stores those since migration 0005, all 128 before); a row storing
+        fewer (written under settings with fewer bands) has them recomputed from its shingle hashes.
         """
         bands, rows_per_band = matcher.index.bands
-        stripped_bands = b"\xff" * (4 * bands * rows_per_band)
+        signature_values = bands * rows_per_band
+        stripped_bands = np.full(signature_values, 0xFFFFFFFF, dtype=np.uint32)
         cutoff = matcher.clock() - matcher.retention
         live = (StoryRow.match_partition.in_(match_partitions), StoryRow.merged_into.is_(None),
                 StoryRow.updated_at >= cutoff)
         with self.engine.connect() as conn:
+            if conn.dialect.name == "postgresql":
+                # One scan of the window, read once: compiling it (JIT) took 1.2 to 2.7 s of the 14 to 46 s the
+                # server spent on a 2M-row rebuild (EXPLAIN ANALYZE). LOCAL: ends with this read's transaction.
+                conn.execute(text("SET LOCAL jit = off"))
             story_rows = conn.execute(
                 select(StoryRow.id, StoryRow.canonical_article_id, StoryRow.first_seen_at, StoryRow.last_seen_at,
                        StoryRow.updated_at).where(*live)
@@ -471,7 +485,8 @@ class StoryStore:
                        for sid, canonical, first, last, touched in story_rows]
             article_rows = _streamed(conn, (
                 select(ArticleRow.id, ArticleRow.story_id, ArticleRow.published_at, ArticleRow.source,
-                       func.length(ArticleRow.body), func.substr(ArticleRow.signature, 1, 4 * bands * rows_per_band),
+                       func.coalesce(ArticleRow.body_chars, func.length(ArticleRow.body)),
+                       func.substr(ArticleRow.signature, 1, 4 * signature_values),
                        ArticleRow.shingle_hashes,
                        ArticleRow.content_hash, ArticleRow.match_method, ArticleRow.similarity,
                        ArticleRow.containment, ArticleRow.fingerprint_identity)
@@ -493,19 +508,23 @@ class StoryStore:
                     by_id[story_id].outlets[source.lower()] += 1
                     counts["articles"] += 1
                     counts["without_hashes"] += not hashes
+                    shingles = decode_shingle_hashes(hashes)
                     if signature is None:
                         # Prune dropped its verification data (its story was past the window then; a window
                         # made longer since brings it back). It stays a member, for the story's counts and
                         # canonical, under band values no MinHash gives (a minimum is all ones only if every
                         # hash is), so it is nobody's candidate.
-                        signature = stripped_bands
+                        values = stripped_bands
+                    elif len(signature) < 4 * signature_values:
+                        counts["recomputed"] += 1
+                        values = minhash_signature(shingles, matcher.fingerprint)[:signature_values]
+                    else:
+                        values = decode_band_values(signature)  # a view of the row's bytes: the index copies it
                     published = published.astimezone(UTC) if published is not None else None  # as UtcDateTime
                     contender = Contender(key, published, source, chars or 0)
                     scores = SAME if similarity == containment == 1.0 else Similarity(similarity, containment)
                     article = IndexedArticle(key, story_id, contender, content, method, scores)
-                    # Views of the row's bytes, no copies: the index copies what it keeps.
-                    yield StoredArticle(article, np.frombuffer(signature, dtype="<u4"),
-                                        np.frombuffer(hashes or b"", dtype="<u4"))
+                    yield StoredArticle(article, values, shingles)
 
             try:
                 matcher.load(stories, stored())
@@ -514,6 +533,9 @@ class StoryStore:
                 # stream is open, so the rollback on leaving this block waited forever after an error
                 # (a refused identity hung `match` and `run` instead of reporting it).
                 article_rows.close()
+        if counts["recomputed"]:
+            log.info("band values recomputed from shingle hashes: rows stored under settings with fewer LSH bands",
+                     extra={"articles": counts["recomputed"], "bands": bands, "rows_per_band": rows_per_band})
         if counts["without_hashes"]:
             log.warning("stored articles without shingle hashes cannot be matched again",
                         extra={"articles": counts["without_hashes"],
@@ -547,7 +569,7 @@ class StoryStore:
         )
         with self.engine.connect() as conn:
             for input_id, story_id, title, source, hashes, published, canonical_id in conn.execute(stmt):
-                view = ArticleView(input_id, story_id, title, source, array_from_bytes(hashes or b""))
+                view = ArticleView(input_id, story_id, title, source, decode_shingle_hashes(hashes))
                 yield view, published, canonical_id
 
     def counts(self) -> dict[str, int]:
