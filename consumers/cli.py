@@ -211,6 +211,12 @@ def build_parser() -> argparse.ArgumentParser:
     command("lag-exporter", "Measure each role's consumer lag outside the roles (committed offsets against the log "
             "end, every lag_interval_seconds) and serve it on metrics_port.", cmd_lag_exporter)
 
+    serve = command("serve", "The story explorer and lookup API: read-only web pages and JSON (/api, OpenAPI at "
+                             "/openapi.json) over the store, on explorer_host:explorer_port.", cmd_serve)
+    serve.add_argument("--db", dest="setting_explorer_database_url", metavar="URL",
+                       help="database URL to read (default explorer_database_url, else database_url; on PostgreSQL "
+                            "the read-only role newsdedup_reader)")
+
     show = command("settings", "List every setting with its variable, flag, default and current value.",
                    cmd_settings)
     show.add_argument("--markdown", action="store_true", help="print the README's settings table")
@@ -407,7 +413,7 @@ def cmd_refingerprint(args: argparse.Namespace, settings: Settings) -> int:
     skipped = identities[config.identity]
     with tqdm(total=identities.total() - skipped, unit=" articles", disable=args.no_progress, file=sys.stderr,
               desc="refingerprint") as bar:
-        result = store.refingerprint(config, args.batch_rows, bar.update)
+        result = store.refingerprint(config, args.batch_rows, bar.update, match=settings.match_config())
     print(f"refingerprint to {config.identity}: {result.updated} updated, {skipped} skipped (already at it), "
           f"{result.refused} refused, {time.perf_counter() - started:.1f} s")
     if result.refused:
@@ -519,6 +525,12 @@ def cmd_lag_exporter(args: argparse.Namespace, settings: Settings) -> int:
 
     threading.Thread(target=check, name="kafka-credentials-check", daemon=True).start()
     return run_lag_exporter(settings, StopFlag().install())
+
+
+def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    from consumers.explorer.app import serve
+
+    return serve(settings)
 
 
 def cmd_settings(args: argparse.Namespace, settings: Settings) -> int:

@@ -22,7 +22,16 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import Any, Protocol
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics, make_wsgi_app
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+    make_wsgi_app,
+)
 
 from ingest.contract import REJECT_REASONS
 
@@ -209,6 +218,37 @@ class LagMetrics:
         pass  # /readyz tells it; newsdedup_lag_exporter_up says which group fails
 
 
+class ExplorerMetrics:
+    """What ``newsdedup serve`` (consumers/explorer) exports: its requests, by route template.
+
+    ``route`` is the path template (``/api/stories/{story_id}``), never the path itself, so an id or a
+    URL never becomes a label value; requests no route matched share ``route="unmatched"``.
+    """
+
+    def __init__(self, role: str = "explorer", registry: CollectorRegistry | None = None) -> None:
+        disable_created_metrics()
+        self.role = role
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.requests = Counter("newsdedup_http_requests", "HTTP requests answered, by method, route template and "
+                                "status code.", ["role", "method", "route", "status"], registry=r)
+        self.request_seconds = Histogram("newsdedup_http_request_duration_seconds", "Time to answer one HTTP "
+                                         "request, by method and route template.", ["role", "method", "route"],
+                                         buckets=LATENCY_BUCKETS, registry=r)
+        self.ready = Gauge("newsdedup_ready", "1 when /readyz answers ready.", ["role"], registry=r)
+        self.build_info = Gauge("newsdedup_build_info", "Build of the running process (value 1).",
+                                ["role", "version", "python"], registry=r)
+        self.build_info.labels(role=role, version=package_version(), python=platform.python_version()).set(1)
+        self.ready.labels(role=role).set(0)
+
+    def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
+        self.requests.labels(role=self.role, method=method, route=route, status=str(status)).inc()
+        self.request_seconds.labels(role=self.role, method=method, route=route).observe(seconds)
+
+    def set_ready(self, ready: bool) -> None:
+        self.ready.labels(role=self.role).set(int(ready))
+
+
 def package_version() -> str:
     try:
         return version("newsdedup")
@@ -259,9 +299,7 @@ def serve(metrics: Served, health: Health, port: int, host: str = "0.0.0.0") -> 
     def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "/")
         if path in ("/healthz", "/readyz"):
-            ok = health.alive if path == "/healthz" else health.ready
-            metrics.set_ready(health.ready)
-            body = json.dumps({"ok": ok, "alive": health.alive, "checks": health.checks}).encode()
+            ok, body = health_answer(metrics, health, path)
             start_response("200 OK" if ok else "503 Service Unavailable", [("Content-Type", "application/json")])
             return [body]
         metrics.set_ready(health.ready)
@@ -270,3 +308,15 @@ def serve(metrics: Served, health: Health, port: int, host: str = "0.0.0.0") -> 
     server = make_server(host, port, app, handler_class=_QuietHandler)
     threading.Thread(target=server.serve_forever, name="metrics-http", daemon=True).start()
     return server
+
+
+def health_answer(metrics: Served, health: Health, path: str) -> tuple[bool, bytes]:
+    """What /healthz or /readyz answers: (ok, JSON body); every server of health endpoints uses it."""
+    ok = health.alive if path == "/healthz" else health.ready
+    metrics.set_ready(health.ready)
+    return ok, json.dumps({"ok": ok, "alive": health.alive, "checks": health.checks}).encode()
+
+
+def exposition(metrics: Served) -> tuple[bytes, str]:
+    """The registry in Prometheus' text format, with its content type (for servers other than serve's)."""
+    return generate_latest(metrics.registry), CONTENT_TYPE_LATEST

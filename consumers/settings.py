@@ -132,6 +132,16 @@ class Settings:
         60.0, "A role that fetches a record batch its Kafka client cannot decode (unknown codec, corrupt batch) "
         "pauses that partition, fails /readyz and counts it in newsdedup_undecodable_batches_total, keeps the other "
         "partitions moving for this long, then exits (code 65) for its supervisor; nothing is skipped.")
+    # -- explorer (newsdedup serve) --
+    explorer_database_url: str = setting(
+        "", "URL 'newsdedup serve' reads the store with: on PostgreSQL the read-only role newsdedup_reader "
+        "(postgresql+psycopg://newsdedup_reader:PASSWORD@HOST:PORT/DB). Empty: database_url (embedded mode's "
+        "SQLite file).", secret=True)
+    explorer_host: str = setting("127.0.0.1", "Address 'newsdedup serve' listens on (0.0.0.0 in a container).")
+    explorer_port: int = setting(8080, "Port of 'newsdedup serve': pages, /api, /metrics, /healthz and /readyz.")
+    explorer_token: str = setting(
+        "", "Bearer token the explorer's JSON API (/api/...) requires (Authorization: Bearer TOKEN); empty: the "
+        "API is open. Pages, /metrics and the health endpoints never ask for it.", secret=True)
     lag_interval_seconds: float = setting(
         10.0, "How often 'newsdedup lag-exporter' reads each group's committed offsets and the log-end offsets "
         "from Kafka (keep it at most Prometheus' scrape interval; its alert calls a measurement older than 2 "
@@ -149,6 +159,8 @@ class Settings:
                              f"one of {', '.join(sasl_mechanisms)} (got {self.kafka_sasl_mechanism!r})")
         if self.batch_max_messages < 1:
             raise ValueError(f"batch_max_messages={self.batch_max_messages} must be at least 1")
+        if not 0 < self.explorer_port < 65536:
+            raise ValueError(f"explorer_port={self.explorer_port} must be a TCP port (1 to 65535)")
         if self.kafka_delivery_timeout_ms < MIN_DELIVERY_TIMEOUT_MS:
             raise ValueError(f"kafka_delivery_timeout_ms={self.kafka_delivery_timeout_ms} must be at least "
                              f"{MIN_DELIVERY_TIMEOUT_MS} (a request needs time to be answered)")

@@ -5,7 +5,8 @@
 #
 # 1. a virtualenv in .venv with the project and its dev tools (pip, from PyPI);
 # 2. the tools the tests run: Prometheus and promtool (scripts/prometheus.sh, Debian's package) and the
-#    Compose plugin that checks docker-compose.yml without an engine (scripts/compose.sh);
+#    Compose plugin that checks docker-compose.yml without an engine (scripts/compose.sh), and Chromium for
+#    the browser tests (scripts/browser.sh, Debian's package);
 # 3. Kafka and PostgreSQL on 127.0.0.1 through scripts/services.sh (installs Java, Maven and
 #    PostgreSQL with apt-get when missing; Kafka's jars come from Maven Central);
 # 4. ruff, then pytest: unit tests and integration tests against those services.
@@ -27,9 +28,10 @@ say "installing the project and its dev tools into .venv"
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -e '.[dev]'
 
-say "installing the test tools (Prometheus, promtool, the Compose plugin) where missing"
+say "installing the test tools (Prometheus, promtool, the Compose plugin, Chromium) where missing"
 bash scripts/prometheus.sh install
 bash scripts/compose.sh install
+bash scripts/browser.sh install  # Chromium and chromedriver (Debian's) for tests/browser
 
 say "starting services"
 settings=$(bash scripts/services.sh up) && eval "$settings"

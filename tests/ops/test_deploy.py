@@ -26,7 +26,7 @@ from typing import Any
 
 import pytest
 
-from consumers.metrics import OUTCOMES, REASONS, LagMetrics, Metrics
+from consumers.metrics import OUTCOMES, REASONS, ExplorerMetrics, LagMetrics, Metrics
 from tests.integration.conftest import alive, free_port
 
 REPO = Path(__file__).resolve().parents[2]
@@ -166,7 +166,7 @@ def metric_labels() -> dict[str, set[str]]:
     LagMetrics), as prometheus_client writes them, plus `up`, with the label names of each (without
     the target labels Prometheus adds)."""
     labels: dict[str, set[str]] = {"up": set()}
-    for metrics in (Metrics("x"), LagMetrics()):
+    for metrics in (Metrics("x"), LagMetrics(), ExplorerMetrics()):
         declared = {m._name: set(m._labelnames) for m in vars(metrics).values()  # no public API for label names
                     if hasattr(m, "_labelnames")}
         for family in metrics.registry.collect():
@@ -222,7 +222,7 @@ _MATCHER = re.compile(r'\s*([A-Za-z_]\w*)\s*(=~|!~|!=|=)\s*("(?:[^"\\]|\\.)*")\s
 _GROUPING = re.compile(r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\(([^()]*)\)")
 # Label values the workers use, where metrics.py names them.
 KNOWN_VALUES = {
-    "role": set(OUTCOMES),
+    "role": set(OUTCOMES) | {ExplorerMetrics().role},
     "outcome": {outcome for outcomes in OUTCOMES.values() for outcome in outcomes},
     "reason": set(REASONS),
 }
@@ -304,14 +304,16 @@ def test_scrape_config_discovers_every_replica_by_service_name():
     text = PROMETHEUS_CONFIG.read_text()
     jobs = re.split(r"\n  - job_name: ", text)[1:]
     by_name = {job.split("\n", 1)[0].strip(): job for job in jobs}
-    assert set(by_name) == {"prometheus", "newsdedup-prepare", "newsdedup-match", "newsdedup-lag-exporter"}
+    assert set(by_name) == {"prometheus", "newsdedup-prepare", "newsdedup-match", "newsdedup-lag-exporter",
+                            "newsdedup-explorer"}
     assert "localhost:9090" in by_name["prometheus"]
     for job, service in (("newsdedup-prepare", "prepare"), ("newsdedup-match", "match"),
-                         ("newsdedup-lag-exporter", "lag-exporter")):
+                         ("newsdedup-lag-exporter", "lag-exporter"), ("newsdedup-explorer", "explorer")):
         body = by_name[job]
         assert "dns_sd_configs:" in body and "static_configs" not in body, job
         assert re.search(rf'names: \["{service}"\]', body), job
-        assert re.search(r"\bport: 9400\b", body), job
+        # The explorer serves /metrics beside its pages, on its own port (docker-compose.yml's explorer).
+        assert re.search(rf"\bport: {8080 if service == 'explorer' else 9400}\b", body), job
         assert "honor_labels: true" in body, job
         if service == "lag-exporter":  # its series carry the role whose group they measure
             assert "target_label: role" not in body
@@ -551,7 +553,7 @@ def test_compose_stack_uses_the_official_images(compose_config):
     assert image["postgres"] == "postgres:16"
     assert image["prometheus"].startswith("prom/prometheus:")
     assert image["grafana"].startswith("grafana/grafana:")
-    for name in ("migrate", "prepare", "match", "lag-exporter", "demo-producer"):
+    for name in ("migrate", "prepare", "match", "lag-exporter", "explorer", "demo-producer"):
         assert Path(services[name]["build"]["context"]) == REPO, name
         assert image[name] == image["prepare"], name
     assert services["kafka"]["environment"]["KAFKA_PROCESS_ROLES"] == "broker,controller"
@@ -562,6 +564,7 @@ def test_compose_roles_run_the_right_commands(compose_config):
     assert services["migrate"]["command"] == ["db", "upgrade"]
     assert services["prepare"]["command"] == ["prepare"]
     assert services["match"]["command"] == ["match"]
+    assert services["explorer"]["command"] == ["serve"]
     assert services["lag-exporter"]["command"] == ["lag-exporter"]
     assert services["demo-producer"]["command"][0] == "ingest"
     assert services["demo-producer"]["command"][-1] == "samples/articles.jsonl"
@@ -579,6 +582,10 @@ def test_prepare_scales_and_workers_have_healthchecks(compose_config):
     for name in ("prepare", "match", "lag-exporter"):
         test = " ".join(services[name]["healthcheck"]["test"])
         assert "/healthz" in test and ":9400" in test, name
+    explorer = services["explorer"]
+    probe = " ".join(explorer["healthcheck"]["test"])
+    assert "/healthz" in probe and ":8080" in probe
+    assert explorer["environment"]["NEWSDEDUP_EXPLORER_PORT"] == "8080"
 
 
 def test_database_roles_are_least_privilege(compose_config):
@@ -586,6 +593,9 @@ def test_database_roles_are_least_privilege(compose_config):
     migrate_env = services["migrate"]["environment"]
     assert "://newsdedup_owner:" in migrate_env["NEWSDEDUP_MIGRATION_DATABASE_URL"]
     assert "://newsdedup_app:" in services["match"]["environment"]["NEWSDEDUP_DATABASE_URL"]
+    explorer_env = services["explorer"]["environment"]
+    assert "://newsdedup_reader:" in explorer_env["NEWSDEDUP_EXPLORER_DATABASE_URL"]
+    assert not {"NEWSDEDUP_DATABASE_URL", "NEWSDEDUP_MIGRATION_DATABASE_URL"} & set(explorer_env)
     for name in ("prepare", "lag-exporter", "demo-producer"):
         assert not any("DATABASE_URL" in key for key in services[name].get("environment", {})), name
     mounts = {volume["target"]: volume.get("source") for volume in services["postgres"]["volumes"]}

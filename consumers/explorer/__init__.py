@@ -1,0 +1,1 @@
+"""The story explorer and lookup API: ``newsdedup serve`` (read-only, over the store)."""
