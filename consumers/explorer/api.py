@@ -157,21 +157,17 @@ def lookup(request: Request,
     store = store_of(request)
     if url is not None:
         normalised = lookup_url(url)
-        articles = store.articles_by_url(normalised)
-        if not articles:
+        found = store.lookup(url_normalised=normalised)
+        if not found:
             raise HTTPException(404, f"not seen: no stored article has the URL {normalised}")
     else:
         normalised = None
-        found = store.article(check_id(article_id or "", "article_id"))
-        if found is None:
+        found = store.lookup(article_id=check_id(article_id or "", "article_id"))
+        if not found:
             raise HTTPException(404, "not seen: no stored article has this id")
-        articles = [found]
-    stories = store.story_summaries([a.story_id for a in articles])
-    canonicals = {s.id: store.article(s.canonical_article_id) for s in stories.values()}
     return Lookup(url_normalised=normalised, matches=[
-        LookupMatch(article=Article.model_validate(a), story=_story(stories.get(a.story_id)),
-                    canonical=_article(canonicals.get(a.story_id)))
-        for a in articles])
+        LookupMatch(article=Article.model_validate(f.article), story=_story(f.story), canonical=_article(f.canonical))
+        for f in found])
 
 
 @router.get("/articles/{article_id}", response_model=Lookup, summary="One stored article, its story and canonical")

@@ -8,12 +8,13 @@ dataclasses: the web layer never sees a row or a session.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Engine, and_, create_engine, event, exists, func, select
+from sqlalchemy import Engine, and_, bindparam, create_engine, event, exists, func, select
+from sqlalchemy.orm import aliased
 from sqlalchemy.sql.elements import ColumnElement
 
 from consumers.storage.codec import decode_shingle_hashes
@@ -65,6 +66,13 @@ class StorySummary:
 
 
 @dataclass(frozen=True, slots=True)
+class LookupRecord:
+    article: ArticleRecord
+    story: StorySummary
+    canonical: ArticleRecord | None
+
+
+@dataclass(frozen=True, slots=True)
 class EventRecord:
     id: int
     story_id: str
@@ -113,14 +121,18 @@ class ShingleSource:
 def make_reader_engine(url: str) -> Engine:
     """An engine whose sessions cannot write (PostgreSQL: default_transaction_read_only; SQLite: query_only).
 
-    PostgreSQL gets a pool sized for the web server's worker threads, not the roles' 2 + 2.
+    PostgreSQL gets a pool sized for the web server's worker threads, not the roles' 2 + 2, and autocommit: a
+    read needs no BEGIN and ROLLBACK around it (each statement read committed data then, as it did inside a
+    READ COMMITTED transaction), nor a ping at each checkout. Those were three of the four round trips of a
+    query (bench/explorer.py); a connection the server dropped fails one request with 503 and the pool is
+    renewed (SQLAlchemy invalidates it on a disconnect).
     """
     parsed = parse_url(url)
     if parsed.get_backend_name() == "sqlite":
         engine = make_engine(url)
         statement = "PRAGMA query_only = ON"
     else:
-        engine = create_engine(parsed, pool_pre_ping=True, pool_size=8, max_overflow=4, pool_timeout=10)
+        engine = create_engine(parsed, isolation_level="AUTOCOMMIT", pool_size=8, max_overflow=4, pool_timeout=10)
         statement = "SET default_transaction_read_only = on"
 
     def read_only(dbapi_connection: Any, _record: Any) -> None:
@@ -159,6 +171,25 @@ class ExplorerStore:
             row = conn.execute(_article_select().where(ArticleRow.id == article_id)).first()
         return _article(row) if row is not None else None
 
+    def lookup(self, *, url_normalised: str | None = None, article_id: str | None = None,
+               limit: int = 20) -> list[LookupRecord]:
+        """The stored articles of one normalised URL (newest first) or the one of an id, each with its story and
+        the story's canonical: one statement, built once (a lookup's latency is mostly round trips and statement
+        building, bench/explorer.py)."""
+        if url_normalised is not None:
+            statement, key = LOOKUP_BY_URL, url_normalised
+        else:
+            statement, key = LOOKUP_BY_ID, article_id
+        with self.engine.connect() as conn:
+            rows = conn.execute(statement, {"key": key, "limit": limit}).all()
+        article_width, story_width = len(fields(ArticleRecord)), len(fields(StorySummary))
+        found = []
+        for row in rows:
+            story, canonical = row[article_width:article_width + story_width], row[article_width + story_width:]
+            found.append(LookupRecord(_article(row[:article_width]), _summary(story),
+                                      _article(canonical) if canonical[0] is not None else None))
+        return found
+
     def articles_by_url(self, url_normalised: str, limit: int = 20) -> list[ArticleRecord]:
         """The stored articles of one normalised URL (a page updated later is another article), newest first."""
         with self.engine.connect() as conn:
@@ -167,13 +198,6 @@ class ExplorerStore:
         return [_article(row) for row in rows]
 
     # -- stories ----------------------------------------------------------------------------------
-
-    def story_summaries(self, story_ids: Sequence[str]) -> dict[str, StorySummary]:
-        if not story_ids:
-            return {}
-        with self.engine.connect() as conn:
-            rows = conn.execute(_story_select().where(StoryRow.id.in_(sorted(set(story_ids))))).all()
-        return {row.id: _summary(row) for row in rows}
 
     def stories(self, where: StoryFilter, order: str, limit: int, offset: int) -> StoryPage:
         """One page of the stories that absorbed no other's place (merged ones are left out)."""
@@ -263,14 +287,16 @@ def decode_hashes(data: bytes | None) -> np.ndarray | None:
     return decode_shingle_hashes(data)
 
 
+def _article_columns(table: Any) -> list[Any]:
+    """An ArticleRecord's columns of ``table`` (articles, or an alias of it), the canonical flag last."""
+    return [table.id, table.story_id, table.input_id, table.url, table.url_normalised, table.source, table.title,
+            table.lang, table.published_at, table.scraped_at, table.stored_at, table.match_method, table.similarity,
+            table.containment, table.source_topic, table.source_partition, table.source_offset,
+            table.source_timestamp, table.num_shingles, (table.id == StoryRow.canonical_article_id).label("canonical")]
+
+
 def _article_select():  # type: ignore[no-untyped-def]
-    return (select(ArticleRow.id, ArticleRow.story_id, ArticleRow.input_id, ArticleRow.url, ArticleRow.url_normalised,
-                   ArticleRow.source, ArticleRow.title, ArticleRow.lang, ArticleRow.published_at,
-                   ArticleRow.scraped_at, ArticleRow.stored_at, ArticleRow.match_method, ArticleRow.similarity,
-                   ArticleRow.containment, ArticleRow.source_topic, ArticleRow.source_partition,
-                   ArticleRow.source_offset, ArticleRow.source_timestamp, ArticleRow.num_shingles,
-                   (ArticleRow.id == StoryRow.canonical_article_id).label("canonical"))
-            .join(StoryRow, StoryRow.id == ArticleRow.story_id))
+    return select(*_article_columns(ArticleRow)).join(StoryRow, StoryRow.id == ArticleRow.story_id)
 
 
 def _article(row: Any) -> ArticleRecord:
@@ -279,13 +305,16 @@ def _article(row: Any) -> ArticleRecord:
     return ArticleRecord(*values)
 
 
+def _story_columns(canonical: Any) -> list[Any]:
+    """A StorySummary's columns; ``canonical``: the articles alias joined as the story's canonical."""
+    return [StoryRow.id, StoryRow.canonical_article_id, func.coalesce(canonical.title, "").label("title"),
+            func.coalesce(canonical.source, "").label("source"), StoryRow.member_count, StoryRow.outlet_count,
+            StoryRow.first_seen_at, StoryRow.last_seen_at, StoryRow.updated_at, StoryRow.merged_into]
+
+
 def _story_select():  # type: ignore[no-untyped-def]
-    canonical = ArticleRow.__table__.alias("canonical")
-    return (select(StoryRow.id, StoryRow.canonical_article_id, func.coalesce(canonical.c.title, "").label("title"),
-                   func.coalesce(canonical.c.source, "").label("source"), StoryRow.member_count,
-                   StoryRow.outlet_count, StoryRow.first_seen_at, StoryRow.last_seen_at, StoryRow.updated_at,
-                   StoryRow.merged_into)
-            .outerjoin(canonical, canonical.c.id == StoryRow.canonical_article_id))
+    canonical = aliased(ArticleRow, name="canonical")
+    return select(*_story_columns(canonical)).outerjoin(canonical, canonical.id == StoryRow.canonical_article_id)
 
 
 def _summary(row: Any) -> StorySummary:
@@ -296,3 +325,16 @@ def _event_select():  # type: ignore[no-untyped-def]
     return select(StoryEventRow.id, StoryEventRow.story_id, StoryEventRow.kind, StoryEventRow.article_id,
                   StoryEventRow.reason, StoryEventRow.similarity, StoryEventRow.occurred_at)
 
+
+
+def _lookup_statement(where: ColumnElement[bool]):  # type: ignore[no-untyped-def]
+    """Articles with their story and the story's canonical, newest first; parameters ``key`` and ``limit``."""
+    canonical = aliased(ArticleRow, name="canonical")
+    return (select(*_article_columns(ArticleRow), *_story_columns(canonical), *_article_columns(canonical))
+            .join(StoryRow, StoryRow.id == ArticleRow.story_id)
+            .outerjoin(canonical, canonical.id == StoryRow.canonical_article_id)
+            .where(where).order_by(ArticleRow.stored_at.desc(), ArticleRow.id).limit(bindparam("limit")))
+
+
+LOOKUP_BY_URL = _lookup_statement(ArticleRow.url_normalised == bindparam("key"))
+LOOKUP_BY_ID = _lookup_statement(ArticleRow.id == bindparam("key"))
