@@ -137,6 +137,7 @@ def create_app(settings: Settings, store: ExplorerStore | None = None) -> FastAP
         try:
             yield
         finally:
+            log.info("explorer stopping")  # as the roles log theirs: the end of a graceful stop
             readiness.stop()
 
     app = FastAPI(title="newsdedup explorer", version=_version(), lifespan=lifespan,

@@ -20,6 +20,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from consumers.storage.codec import decode_shingle_hashes
 from consumers.storage.database import make_engine, parse_url
 from consumers.storage.models import ArticleRow, StoryEventRow, StoryRow
+from consumers.storage.store import StoredEvent
 
 ORDERS = ("recent", "largest")
 MAX_MERGE_DEPTH = 64  # stories merged into stories merged into ...: far beyond any real chain, bounds the walk
@@ -73,21 +74,10 @@ class LookupRecord:
 
 
 @dataclass(frozen=True, slots=True)
-class EventRecord:
-    id: int
-    story_id: str
-    kind: str
-    article_id: str | None
-    reason: str
-    similarity: float | None
-    occurred_at: datetime
-
-
-@dataclass(frozen=True, slots=True)
 class StoryDetail:
     story: StorySummary
     members: tuple[ArticleRecord, ...]  # by publication time
-    events: tuple[EventRecord, ...]  # in the order they happened, this story's and those merged into it
+    events: tuple[StoredEvent, ...]  # in the order they happened, this story's and those merged into it
 
 
 @dataclass(frozen=True, slots=True)
@@ -238,15 +228,15 @@ class ExplorerStore:
             story_ids = self._absorbed(conn, story_id)
             events = conn.execute(_event_select().where(StoryEventRow.story_id.in_(story_ids))
                                   .order_by(StoryEventRow.id)).all()
-        return StoryDetail(summary, tuple(_article(m) for m in members), tuple(EventRecord(*e) for e in events))
+        return StoryDetail(summary, tuple(_article(m) for m in members), tuple(StoredEvent(*e) for e in events))
 
-    def events(self, story_id: str) -> list[EventRecord]:
+    def events(self, story_id: str) -> list[StoredEvent]:
         """The event log of the story and of every story merged into it, in the order the events happened."""
         with self.engine.connect() as conn:
             story_ids = self._absorbed(conn, story_id)
             rows = conn.execute(_event_select().where(StoryEventRow.story_id.in_(story_ids))
                                 .order_by(StoryEventRow.id)).all()
-        return [EventRecord(*row) for row in rows]
+        return [StoredEvent(*row) for row in rows]
 
     @staticmethod
     def _absorbed(conn: Any, story_id: str) -> list[str]:

@@ -80,9 +80,8 @@ def stories_of(rows: dict[str, dict]) -> set[frozenset[str]]:
     return {frozenset(group) for group in groups.values()}
 
 
-@pytest.fixture()
-def database(services: Services) -> Iterator[str]:
-    """A freshly migrated test database; yields the app role's URL."""
+def reset_database(services: Services) -> None:
+    """The shared test database emptied and migrated to head."""
     owner = create_engine(services.owner_url)
     with owner.begin() as conn:
         # Drop tables, not the schema: the app role's default privileges hang on schema public.
@@ -90,6 +89,12 @@ def database(services: Services) -> Iterator[str]:
             conn.execute(text(f'DROP TABLE IF EXISTS "{table}" CASCADE'))
     owner.dispose()
     run_cli(["db", "upgrade", "--db", services.owner_url], env=services.env)
+
+
+@pytest.fixture()
+def database(services: Services) -> Iterator[str]:
+    """A freshly migrated test database; yields the app role's URL."""
+    reset_database(services)
     yield services.app_url
 
 

@@ -38,7 +38,16 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from consumers.settings import Settings, load_settings
-from tests.integration.conftest import ROOT, Services, free_port, run_cli, settings_env, start_cli, wait_all
+from tests.integration.conftest import (
+    ROOT,
+    Services,
+    free_port,
+    reset_database,
+    run_cli,
+    settings_env,
+    start_cli,
+    wait_all,
+)
 from tests.unit.explorer_articles import LOOKUP_URL, phases
 
 
@@ -59,16 +68,6 @@ class ExplorerData:
     unrelated_article_id: str  # an article of another story (a sample)
     articles: int  # stored articles in all
     settings: Settings = field(repr=False)
-
-
-def reset_database(services: Services) -> None:
-    """The shared test database emptied and migrated to head (as the integration conftest's ``database``)."""
-    owner = create_engine(services.owner_url)
-    with owner.begin() as conn:
-        for table in ("event_relay", "story_events", "articles", "stories", "consumer_offsets", "alembic_version"):
-            conn.execute(text(f'DROP TABLE IF EXISTS "{table}" CASCADE'))
-    owner.dispose()
-    run_cli(["db", "upgrade", "--db", services.owner_url], env=services.env)
 
 
 def pipeline_settings(services: Services) -> Settings:

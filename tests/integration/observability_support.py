@@ -29,6 +29,7 @@ ALERTS = ROOT / "deploy" / "prometheus" / "alerts.yml"
 DEPLOY_SCRAPE_CONFIG = ROOT / "deploy" / "prometheus" / "prometheus.yml"
 DASHBOARD = ROOT / "deploy" / "grafana" / "dashboards" / "newsdedup.json"
 LAG_EXPORTER = "lag-exporter"  # started like a role (start_role), scraped as job newsdedup-lag-exporter
+EXPLORER = "explorer"  # newsdedup serve: /metrics on its own port (--explorer-port), scraped as newsdedup-explorer
 
 T = TypeVar("T")
 
@@ -222,7 +223,8 @@ class Role:
 
 
 def start_role(name: str, env: dict[str, str], port: int) -> Role:
-    return Role(name, port, start_cli([name, "--metrics-port", str(port)], env))
+    args = ["serve", "--explorer-port", str(port)] if name == EXPLORER else [name, "--metrics-port", str(port)]
+    return Role(name, port, start_cli(args, env))
 
 
 # -- Kafka --------------------------------------------------------------------------------------------

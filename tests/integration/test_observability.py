@@ -27,6 +27,7 @@ from tests.integration.conftest import DEV_ARTICLES, ROOT, free_port, read_topic
 from tests.integration.observability_support import (
     ALERTS,
     DEPLOY_SCRAPE_CONFIG,
+    EXPLORER,
     LAG_EXPORTER,
     Prometheus,
     Role,
@@ -75,7 +76,7 @@ def test_dashboard_alerts_and_counters_against_a_real_prometheus(settings: Setti
     settings = replace(settings, lag_interval_seconds=1.0)  # the lag exporter follows within a second or two
     env = settings_env(settings)
     run_cli(["topics"], env)
-    ports = {"prepare": free_port(), "match": free_port(), LAG_EXPORTER: free_port()}
+    ports = {"prepare": free_port(), "match": free_port(), LAG_EXPORTER: free_port(), EXPLORER: free_port()}
     config = tmp_path / "prometheus.yml"
     config.write_text(scrape_config(ports, [ALERTS]))
     for role in ports:  # the scrape config mirrors the deploy one's job names and role labels
@@ -89,6 +90,7 @@ def test_dashboard_alerts_and_counters_against_a_real_prometheus(settings: Setti
             wait_until_scraped_and_settled(prometheus, roles, settings)
             send_articles_and_malformed_messages(settings, env, tmp_path)
             wait_until_drained(prometheus, settings, roles)
+            browse_the_explorer(prometheus, roles[EXPLORER])
             check_every_series_carries_role(roles)
             check_dashboard_queries_return_data(prometheus)
             check_alert_rules(prometheus)
@@ -119,7 +121,7 @@ def wait_until_scraped_and_settled(prometheus: Prometheus, roles: dict[str, Role
         owned = {dict(k)["role"]: v for k, v in prometheus.values(
             "sum by (role) (newsdedup_assigned_partitions)").items()}
         zero_letters = prometheus.value('count(newsdedup_dead_letters_total{role="prepare"} == 0)')
-        assert len(up) == 3 and set(up.values()) == {1.0}, f"up: {up}"
+        assert len(up) == len(roles) and set(up.values()) == {1.0}, f"up: {up}"
         assert owned == expected, f"owned partitions: {owned}"
         assert zero_letters == len(REASONS), f"dead-letter counters at 0: {zero_letters}"
         return True
@@ -156,6 +158,15 @@ def wait_until_drained(prometheus: Prometheus, settings: Settings, roles: dict[s
         return True
 
     eventually(drained, 60, "every article prepared, matched and scraped, lag 0 inside and outside", interval=1)
+
+
+def browse_the_explorer(prometheus: Prometheus, explorer: Role) -> None:
+    """A few pages and API calls over what the roles stored, so the explorer's request series exist."""
+    for path in ("/", "/api/stories?order=largest", "/api/lookup?url=https://example.com/not-seen"):
+        status, _ = http_get(f"{explorer.url}{path}")
+        assert status in (200, 404), (path, status)
+    eventually(lambda: prometheus.value('sum(newsdedup_http_requests_total{role="explorer"})') >= 3, 15,
+               "the explorer's requests scraped")
 
 
 # -- (a) the dashboard and the alerts ----------------------------------------------------------------------
