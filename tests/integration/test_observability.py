@@ -84,10 +84,13 @@ def test_dashboard_alerts_and_counters_against_a_real_prometheus(settings: Setti
         assert (f"target_label: role\n        replacement: {role}\n" in DEPLOY_SCRAPE_CONFIG.read_text()) == \
             (role != LAG_EXPORTER)
 
-    roles = {name: start_role(name, env, port) for name, port in ports.items()}
+    # The explorer starts once the Kafka roles settled: a process starting beside them while they rejoined
+    # their groups (kafka-python joins twice at start) was seen leaving both without partitions.
+    roles = {name: start_role(name, env, port) for name, port in ports.items() if name != EXPLORER}
     try:
         with running_prometheus(config, tmp_path / "prometheus-data") as prometheus:
             wait_until_scraped_and_settled(prometheus, roles, settings)
+            roles[EXPLORER] = start_role(EXPLORER, env, ports[EXPLORER])
             send_articles_and_malformed_messages(settings, env, tmp_path)
             wait_until_drained(prometheus, settings, roles)
             browse_the_explorer(prometheus, roles[EXPLORER])
@@ -117,7 +120,7 @@ def wait_until_scraped_and_settled(prometheus: Prometheus, roles: dict[str, Role
     def settled() -> bool:
         for role in roles.values():
             role.check_alive()
-        up = prometheus.values('up{job=~"newsdedup-.*"}')
+        up = prometheus.values(f'up{{job=~"newsdedup-({"|".join(roles)})"}}')
         owned = {dict(k)["role"]: v for k, v in prometheus.values(
             "sum by (role) (newsdedup_assigned_partitions)").items()}
         zero_letters = prometheus.value('count(newsdedup_dead_letters_total{role="prepare"} == 0)')
@@ -126,7 +129,11 @@ def wait_until_scraped_and_settled(prometheus: Prometheus, roles: dict[str, Role
         assert zero_letters == len(REASONS), f"dead-letter counters at 0: {zero_letters}"
         return True
 
-    eventually(settled, 45, "roles scraped and owning their partitions")
+    try:
+        eventually(settled, 45, "roles scraped and owning their partitions")
+    except AssertionError as exc:
+        tails = "\n".join(f"--- {name}:\n{role.tail(15)}" for name, role in roles.items())
+        raise AssertionError(f"{exc}\n{tails}") from None
 
 
 def send_articles_and_malformed_messages(settings: Settings, env: dict[str, str], tmp_path: Path) -> None:
@@ -162,6 +169,7 @@ def wait_until_drained(prometheus: Prometheus, settings: Settings, roles: dict[s
 
 def browse_the_explorer(prometheus: Prometheus, explorer: Role) -> None:
     """A few pages and API calls over what the roles stored, so the explorer's request series exist."""
+    eventually(lambda: prometheus.value('up{job="newsdedup-explorer"}') == 1, 30, "the explorer scraped")
     for path in ("/", "/api/stories?order=largest", "/api/lookup?url=https://example.com/not-seen"):
         status, _ = http_get(f"{explorer.url}{path}")
         assert status in (200, 404), (path, status)
