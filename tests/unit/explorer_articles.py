@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import random
+from dataclasses import dataclass
 from pathlib import Path
 
 SAMPLES = Path(__file__).resolve().parents[2] / "samples" / "articles.jsonl"
@@ -67,3 +68,15 @@ def phases() -> tuple[list[dict], list[dict]]:
     return first, second
 
 
+
+
+@dataclass(frozen=True)
+class Ev:
+    """A story event as the explorer's pure functions read it (the store's StoredEvent without its time)."""
+
+    id: int
+    story_id: str
+    kind: str
+    article_id: str | None
+    reason: str
+    similarity: float | None = None

@@ -20,7 +20,7 @@ from consumers.stages.fingerprint import FingerprintConfig, shingle_hashes
 from consumers.stages.match import MatchConfig, compare
 from consumers.stages.normalise import normalise_text
 from consumers.storage.codec import decode_shingle_hashes, encode_shingle_hashes
-from tests.unit.explorer_articles import paragraph
+from tests.unit.explorer_articles import Ev, paragraph
 
 CONFIG = FingerprintConfig()
 
@@ -62,16 +62,6 @@ def test_without_usable_hashes_the_text_is_fingerprinted_again_to_the_same_figur
         (from_hashes.jaccard, from_hashes.containment, from_hashes.shingles_a)
     assert (from_text.basis_a, from_text.basis_b) == (TEXT, STORED)
     assert shingles_of(dropped(stored(WIRE)), CONFIG)[1] == TEXT
-
-
-@dataclass(frozen=True)
-class Ev:
-    id: int
-    story_id: str
-    kind: str
-    article_id: str | None
-    reason: str
-    similarity: float | None = None
 
 
 def test_the_chain_follows_joins_both_ways() -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -17,6 +16,7 @@ from consumers.explorer.views import (
     read_search,
     timeline_marks,
 )
+from tests.unit.explorer_articles import Ev
 
 
 def test_a_lookup_url_is_normalised_as_ingest_does() -> None:
@@ -53,16 +53,6 @@ def test_a_search_is_a_url_or_title_words() -> None:
 def test_malformed_ids_are_refused(value: str) -> None:
     with pytest.raises(InvalidInput, match="must be 1 to 40 letters"):
         check_id(value, "article_id")
-
-
-@dataclass(frozen=True)
-class Ev:
-    id: int
-    story_id: str
-    kind: str
-    article_id: str | None
-    reason: str
-    similarity: float | None = None
 
 
 def test_marks_sit_at_the_publication_of_the_article_that_caused_them() -> None:
